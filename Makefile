@@ -1,0 +1,49 @@
+# ps-integrations: the two commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+KEEP ?= 0
+
+.PHONY: venv demo test lint typecheck unit constraints sandbox bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
+	touch $(STAMP)
+
+# Re-resolve requirements.txt from scratch and freeze the result as the project's constraints.
+constraints:
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/pip install --quiet --upgrade pip
+	.venv-constraints/bin/pip install --quiet -r requirements.txt
+	.venv-constraints/bin/pip freeze --exclude-editable | sort > constraints.txt
+	rm -rf .venv-constraints
+
+lint: venv
+	$(BIN)/ruff check plugins sandbox dags tests scripts bench
+	$(BIN)/ruff format --check plugins sandbox dags tests scripts bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+# Unit + integration tests. PostgreSQL runs as a throwaway cluster for the state-store tests.
+test: lint typecheck
+	scripts/with_postgres.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: venv
+	$(BIN)/python scripts/demo.py $(if $(filter 1 yes true,$(KEEP)),--keep,)
+
+sandbox: venv
+	$(BIN)/python -m sandbox serve
+
+bench: venv
+	@for b in bench/bench_*.py; do [ -e "$$b" ] && $(BIN)/python "$$b"; done; true
+
+clean:
+	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache exports

@@ -1,0 +1,1 @@
+"""ps-integrations: hooks, domain logic and stores behind the PS integration DAGs."""

@@ -1,0 +1,1 @@
+"""The sandbox framework: stand-in base class, fault injection, sessions, TLS, admin API, server."""

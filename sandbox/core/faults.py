@@ -1,0 +1,196 @@
+"""Fault injection shared by every stand-in.
+
+A ``FaultInjector`` decides, before a request is handled, whether it fails and how. The stand-in
+renders the decision in its own system's error shape (``StandIn.render_fault``), so the product's
+error handling is tested against what the real system would send.
+
+Modes (all configurable at run time through the admin API):
+- ``latency_ms``: added to every call;
+- ``rate_limit_per_minute``: a sliding-window request limit; over it, a ``rate_limited`` fault
+  carrying the real ``Retry-After`` (seconds until a slot frees), scaled by ``retry_after_scale``;
+- ``error_rate``: the share of calls answered with a 5xx (``error_status``), from a seeded RNG;
+- scripted failures: the next N calls of one endpoint fail with a given kind;
+- session expiry: the stand-in's session registry (``sessions.py``) expires sessions on demand or
+  after ``session_ttl_seconds``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+FAULT_KINDS = ("server_error", "rate_limited", "session_expired", "not_found", "bad_request")
+
+
+@dataclass
+class FaultConfig:
+    latency_ms: int = 0
+    rate_limit_per_minute: int | None = None
+    rate_limit_window_seconds: float = 60.0
+    retry_after_scale: float = 1.0
+    error_rate: float = 0.0
+    error_status: int = 503
+    session_ttl_seconds: float | None = None
+    random_seed: int = 7
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaultConfig:
+        known = {item.name for item in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown fault settings: {sorted(unknown)} (known: {sorted(known)})")
+        config = cls(**data)
+        if not 0.0 <= config.error_rate <= 1.0:
+            raise ValueError("error_rate must be between 0 and 1")
+        return config
+
+
+@dataclass
+class ScriptedFault:
+    endpoint: str
+    kind: str
+    remaining: int
+    status: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Fault:
+    """A decision that one call fails: how, and the rate-limit figures to report."""
+
+    kind: str
+    status: int | None = None
+    retry_after: int = 0
+    limit: int = 0
+    remaining: int = 0
+    reset_at: int = 0
+    observed: int = 0
+
+
+@dataclass
+class RateLimitInfo:
+    limit: int
+    remaining: int
+    reset_at: int
+    observed: int
+
+
+@dataclass
+class FaultInjector:
+    config: FaultConfig = field(default_factory=FaultConfig)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scripted: list[ScriptedFault] = []
+        self._window: deque[float] = deque()
+        self._random = random.Random(self.config.random_seed)
+
+    def configure(self, config: FaultConfig) -> None:
+        with self._lock:
+            self.config = config
+            self._random = random.Random(config.random_seed)
+            self._window.clear()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._scripted.clear()
+        self.configure(FaultConfig())
+
+    def script(self, endpoint: str, kind: str, count: int = 1, status: int | None = None) -> None:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; one of {FAULT_KINDS}")
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        with self._lock:
+            self._scripted.append(ScriptedFault(endpoint, kind, count, status))
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "config": asdict(self.config),
+                "scripted": [item.to_dict() for item in self._scripted if item.remaining > 0],
+            }
+
+    def rate_limit_info(self) -> RateLimitInfo | None:
+        """Current figures for ``RateLimit-*`` headers, or None when no limit is set."""
+        limit = self.config.rate_limit_per_minute
+        if not limit:
+            return None
+        with self._lock:
+            now = time.monotonic()
+            self._expire_window(now)
+            return self._info(now, limit)
+
+    def before_call(self, endpoint: str) -> Fault | None:
+        """Decide the fate of one call of ``endpoint`` (sleeps for the injected latency)."""
+        if self.config.latency_ms:
+            time.sleep(self.config.latency_ms / 1000.0)
+        with self._lock:
+            scripted = self._take_scripted(endpoint)
+            if scripted is not None:
+                return scripted
+            limited = self._check_rate_limit()
+            if limited is not None:
+                return limited
+            if self.config.error_rate and self._random.random() < self.config.error_rate:
+                return Fault("server_error", status=self.config.error_status)
+        return None
+
+    # --- internals (called with the lock held) ---------------------------------------------
+    def _take_scripted(self, endpoint: str) -> Fault | None:
+        for item in self._scripted:
+            if item.remaining > 0 and item.endpoint in (endpoint, "*"):
+                item.remaining -= 1
+                retry_after = self._scaled(1.0) if item.kind == "rate_limited" else 0
+                return Fault(item.kind, status=item.status, retry_after=retry_after)
+        return None
+
+    def _expire_window(self, now: float) -> None:
+        horizon = now - self.config.rate_limit_window_seconds
+        while self._window and self._window[0] <= horizon:
+            self._window.popleft()
+
+    def _info(self, now: float, limit: int) -> RateLimitInfo:
+        used = len(self._window)
+        frees_in = (
+            self._window[0] + self.config.rate_limit_window_seconds - now
+            if used
+            else self.config.rate_limit_window_seconds
+        )
+        return RateLimitInfo(
+            limit=limit,
+            remaining=max(limit - used, 0),
+            reset_at=int(time.time() + max(frees_in, 0)),
+            observed=used,
+        )
+
+    def _check_rate_limit(self) -> Fault | None:
+        limit = self.config.rate_limit_per_minute
+        if not limit:
+            return None
+        now = time.monotonic()
+        self._expire_window(now)
+        if len(self._window) >= limit:
+            info = self._info(now, limit)
+            frees_in = self._window[0] + self.config.rate_limit_window_seconds - now
+            return Fault(
+                "rate_limited",
+                status=429,
+                retry_after=self._scaled(frees_in),
+                limit=limit,
+                remaining=0,
+                reset_at=info.reset_at,
+                observed=info.observed + 1,
+            )
+        self._window.append(now)
+        return None
+
+    def _scaled(self, seconds: float) -> int:
+        return max(0, math.ceil(seconds * self.config.retry_after_scale))

@@ -1,0 +1,113 @@
+"""An SMTP sink (aiosmtpd) that keeps every message it receives, for the admin API and tests."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+def _parts(message: EmailMessage) -> dict[str, Any]:
+    text = html = None
+    attachments = []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        filename = part.get_filename()
+        content_type = part.get_content_type()
+        if filename or part.get_content_disposition() == "attachment":
+            payload = part.get_payload(decode=True) or b""
+            attachments.append({"filename": filename, "content_type": content_type, "size": len(payload)})
+        elif content_type == "text/plain" and text is None:
+            text = part.get_content()
+        elif content_type == "text/html" and html is None:
+            html = part.get_content()
+        elif content_type.startswith("image/"):
+            payload = part.get_payload(decode=True) or b""
+            attachments.append(
+                {"filename": filename, "content_type": content_type, "size": len(payload), "inline": True}
+            )
+    return {"text": text, "html": html, "attachments": attachments}
+
+
+class MessageStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._messages: list[dict[str, Any]] = []
+
+    def add(self, mail_from: str, rcpt_tos: list[str], raw: bytes) -> None:
+        message = message_from_bytes(raw, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        record = {
+            "mail_from": mail_from,
+            "rcpt_tos": list(rcpt_tos),
+            "subject": str(message.get("Subject", "")),
+            "headers": {key: str(value) for key, value in message.items()},
+            "received_at": datetime.now(timezone.utc).isoformat(),
+            "raw": raw.decode("utf-8", errors="replace"),
+            **_parts(message),
+        }
+        with self._lock:
+            record["id"] = len(self._messages) + 1
+            self._messages.append(record)
+
+    def all(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._messages)
+
+    def clear(self) -> int:
+        with self._lock:
+            count = len(self._messages)
+            self._messages.clear()
+            return count
+
+
+class _Handler:
+    def __init__(self, store: MessageStore) -> None:
+        self.store = store
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.store.add(envelope.mail_from, envelope.rcpt_tos, envelope.original_content or envelope.content)
+        return "250 Message accepted for delivery"
+
+
+class SmtpSink:
+    """Plain SMTP on a local port (no TLS: point the smtp connection at it with disable_ssl/tls)."""
+
+    name = "smtp"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.store = MessageStore()
+        self.host = host
+        self._requested_port = port
+        self._controller: Controller | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        port = self._requested_port or _free_port(self.host)
+        self._controller = Controller(_Handler(self.store), hostname=self.host, port=port)
+        self._controller.start()
+        self.port = port
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def load_seed(self, seed: dict[str, Any]) -> None:
+        self.store.clear()
+
+    def state(self) -> dict[str, Any]:
+        return {"messages": self.store.all()}
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
