@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ps_integrations.exceptions import RecordsFailedError
@@ -28,9 +28,9 @@ MAIL_FROM_VARIABLE = "ps_mail_from"
 DEFAULT_ALERT_RECIPIENTS = "ps-ops@example.com"
 SMTP_CONN_ID = "smtp_default"
 
-FAILURE_SUBJECT = "[ps-integrations] {{ ti.dag_id }} failed: {{ ti.task_display_name }} ({{ ti.run_id }})"
+FAILURE_SUBJECT = "[ps-integrations] {{ ti.dag_id }} failed: {{ task.task_display_name }} ({{ ti.run_id }})"
 FAILURE_BODY = """\
-<p>The task <b>{{ ti.task_display_name }}</b> of <b>{{ ti.dag_id }}</b> failed
+<p>The task <b>{{ task.task_display_name }}</b> of <b>{{ ti.dag_id }}</b> failed
 after {{ ti.try_number }} tries.</p>
 <ul>
 <li>Run: {{ ti.run_id }}</li>
@@ -101,7 +101,7 @@ def finish_run(summary: RunSummary, context: Any, state_store: Any | None = None
                 "summary": line,
                 "counts_json": json.dumps(summary.to_dict(), sort_keys=True),
                 "failed": len(summary.failures),
-                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
     if summary.failures:

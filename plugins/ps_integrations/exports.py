@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +63,7 @@ def format_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
             return value.isoformat(timespec="seconds") + "Z"
         return value.isoformat(timespec="seconds")
     if isinstance(value, date):
@@ -107,6 +107,13 @@ def data_dictionary(title: str, files: Sequence[ExportFile]) -> ExportFile:
     return ExportFile("README.md", "\n".join(lines).encode("utf-8"), "Data dictionary of this folder.")
 
 
+def display_url(path: ObjectStoragePath) -> str:
+    """The path as a reader knows it: ``s3://bucket/key`` without the connection id."""
+    if path.protocol == "file":
+        return f"file://{path.path}"
+    return f"{path.protocol}://{path.path}"
+
+
 class ExportStore:
     """Writes export folders under a base URL.
 
@@ -146,10 +153,10 @@ class ExportStore:
                 destination = target / export.name
                 with destination.open("wb") as handle:
                     handle.write(export.content)
-                written.append(str(destination))
-                log.info("Export written: %s (%d bytes)", destination, len(export.content))
+                written.append(display_url(destination))
+                log.info("Export written: %s (%d bytes)", display_url(destination), len(export.content))
         except OSError as error:
-            raise ExportError(f"could not write export folder {target}: {error}") from error
+            raise ExportError(f"could not write export folder {display_url(target)}: {error}") from error
         return written
 
     def read_bytes(self, folder: str, name: str) -> bytes:

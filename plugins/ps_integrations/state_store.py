@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CONN_ID = "ps_state"
+# Arbitrary constant naming the advisory lock that serialises schema changes on PostgreSQL.
+SCHEMA_LOCK_KEY = 7_241_315
 
 MIGRATIONS_DDL = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -93,39 +95,43 @@ class StateStore:
 
     # --- schema -----------------------------------------------------------------------------
     def apply_schema(self, schema_dir: Path = SCHEMA_DIR) -> list[str]:
-        """Apply every schema file not applied yet; return the versions applied now."""
+        """Apply every schema file not applied yet; return the versions applied now.
+
+        Safe when several tasks start at once: each file is claimed by inserting its version first
+        (the insert takes SQLite's write lock; the loser's insert does nothing), in the transaction
+        that applies it. PostgreSQL also races on concurrent ``CREATE TABLE IF NOT EXISTS`` in its
+        catalog, so there an advisory lock serialises the whole step.
+        """
         from sqlalchemy import text
 
         with self.transaction() as connection:
+            self._lock_schema(connection)
             connection.execute(text(MIGRATIONS_DDL))
         applied_now = []
         for path in schema_files(schema_dir):
             version = path.stem
             with self.transaction() as connection:
-                if self._is_applied(connection, version):
-                    continue
-                for statement in split_statements(path.read_text(encoding="utf-8")):
-                    connection.execute(text(statement))
-                # Two tasks may race here; the loser's insert is a no-op and its DDL was idempotent.
-                connection.execute(
+                self._lock_schema(connection)
+                claim = connection.execute(
                     text(
                         "INSERT INTO schema_migrations (version, applied_at) "
                         "VALUES (:version, CURRENT_TIMESTAMP) ON CONFLICT (version) DO NOTHING"
                     ),
                     {"version": version},
                 )
+                if claim.rowcount != 1:
+                    continue
+                for statement in split_statements(path.read_text(encoding="utf-8")):
+                    connection.execute(text(statement))
             applied_now.append(version)
             log.info("State store %s: applied schema %s", self.conn_id, version)
         return applied_now
 
-    @staticmethod
-    def _is_applied(connection: Connection, version: str) -> bool:
+    def _lock_schema(self, connection: Connection) -> None:
         from sqlalchemy import text
 
-        row = connection.execute(
-            text("SELECT 1 FROM schema_migrations WHERE version = :version"), {"version": version}
-        ).first()
-        return row is not None
+        if self.dialect == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
 
     # --- queries ----------------------------------------------------------------------------
     @staticmethod

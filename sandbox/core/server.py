@@ -157,7 +157,11 @@ class SandboxServer:
                 "conn_type": "smtp",
                 "host": self.host,
                 "port": self.smtp.port,
-                "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "ps-integrations@example.com"},
+                "extra": {
+                    "disable_ssl": True,
+                    "disable_tls": True,
+                    "from_email": "ps-integrations@example.com",
+                },
             },
             "aws_sandbox": {
                 "conn_type": "aws",
@@ -167,5 +171,7 @@ class SandboxServer:
             },
         }
         for standin in self.standins.values():
-            connections.update(getattr(standin, "airflow_connections", lambda _ca: {})(self.info()["ca_bundle"]))
+            connections.update(
+                getattr(standin, "airflow_connections", lambda _ca: {})(self.info()["ca_bundle"])
+            )
         return connections

@@ -60,9 +60,7 @@ class StandIn:
         return json_response({"message": "Internal Server Error"}, status)
 
     def render_rate_limited(self, fault: Fault) -> Response:
-        return json_response(
-            {"message": "Too Many Requests"}, 429, {"Retry-After": str(fault.retry_after)}
-        )
+        return json_response({"message": "Too Many Requests"}, 429, {"Retry-After": str(fault.retry_after)})
 
     def render_session_expired(self) -> Response:
         return json_response({"message": "Session expired"}, 401)
@@ -119,7 +117,7 @@ class StandIn:
         except MethodNotAllowed as error:
             return json_response({"message": "405 Method Not Allowed"}, error.code or 405)
         except HTTPException as error:  # redirects for trailing slashes and the like
-            return error.get_response(request.environ)  # type: ignore[return-value]
+            return error.get_response(request.environ)
         endpoint = str(endpoint)
         with self._calls_lock:
             self.calls[endpoint] += 1

@@ -56,7 +56,7 @@ class S3StandIn:
         contents: dict[str, list[dict[str, Any]]] = {}
         for bucket in client.list_buckets().get("Buckets", []):
             paginator = client.get_paginator("list_objects_v2")
-            keys = []
+            keys: list[dict[str, Any]] = []
             for page in paginator.paginate(Bucket=bucket["Name"]):
                 keys.extend({"key": item["Key"], "size": item["Size"]} for item in page.get("Contents", []))
             contents[bucket["Name"]] = keys

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
@@ -47,7 +47,7 @@ class MessageStore:
             "rcpt_tos": list(rcpt_tos),
             "subject": str(message.get("Subject", "")),
             "headers": {key: str(value) for key, value in message.items()},
-            "received_at": datetime.now(timezone.utc).isoformat(),
+            "received_at": datetime.now(UTC).isoformat(),
             "raw": raw.decode("utf-8", errors="replace"),
             **_parts(message),
         }
@@ -70,7 +70,7 @@ class _Handler:
     def __init__(self, store: MessageStore) -> None:
         self.store = store
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.store.add(envelope.mail_from, envelope.rcpt_tos, envelope.original_content or envelope.content)
         return "250 Message accepted for delivery"
 

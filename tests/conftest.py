@@ -1,0 +1,102 @@
+"""Shared fixtures: an isolated Airflow home, the sandbox, and the product's connections.
+
+Airflow reads its configuration when first imported, so the environment is set here, before
+any test module imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+AIRFLOW_HOME = Path(os.environ.get("PS_TEST_AIRFLOW_HOME", ROOT / ".test-airflow"))
+os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+# A second DAG bundle holds DAGs that only tests run (dag.test() needs them serialised from a bundle).
+DAG_FIXTURES = ROOT / "tests" / "dag_fixtures"
+os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+    [
+        {
+            "name": "dags-folder",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(ROOT / "dags")},
+        },
+        {
+            "name": "test-dags",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(DAG_FIXTURES)},
+        },
+    ]
+)
+# Tests must not inherit a developer's or the machine's connections and variables.
+for key in list(os.environ):
+    if key.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_")):
+        del os.environ[key]
+
+
+def _migrate_airflow_db() -> None:
+    AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata DB (SQLite) for real DAG runs."""
+    _migrate_airflow_db()
+    return AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(tmp_path_factory):
+    """Every stand-in, the SMTP sink and S3, on free local ports, for the whole session."""
+    from sandbox.core.server import SandboxServer
+    from sandbox.seeds import load_seed_file
+
+    server = SandboxServer(load_seed_file(), state_dir=tmp_path_factory.mktemp("sandbox")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server):
+    """The session's sandbox, back to its seed with no faults and no mail."""
+    sandbox_server.reset()
+    return sandbox_server
+
+
+@pytest.fixture
+def state_db_uri(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'state.db'}"
+
+
+@pytest.fixture
+def product_env(monkeypatch, sandbox, state_db_uri, tmp_path):
+    """Connections and variables pointing the product at the sandbox and a fresh SQLite state DB."""
+    for conn_id, definition in sandbox.airflow_connections().items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(definition))
+    monkeypatch.setenv("AIRFLOW_CONN_PS_STATE", state_db_uri)
+    monkeypatch.setenv("AIRFLOW_VAR_PS_EXPORTS_BASE", (tmp_path / "exports").as_uri())
+    monkeypatch.setenv("AIRFLOW_VAR_PS_ALERT_RECIPIENTS", "ps-ops@example.com")
+    return sandbox
+
+
+@pytest.fixture
+def postgres_uri() -> str:
+    """The throwaway cluster started by scripts/with_postgres.sh (make test)."""
+    uri = os.environ.get("PS_TEST_POSTGRES_URI")
+    if not uri:
+        if os.environ.get("PS_ALLOW_NO_POSTGRES") == "1":
+            pytest.skip("PS_TEST_POSTGRES_URI not set and PS_ALLOW_NO_POSTGRES=1")
+        pytest.fail("PS_TEST_POSTGRES_URI is not set: run the tests through `make test`")
+    return uri
