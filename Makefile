@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KEEP ?= 0
 
-.PHONY: venv demo test lint typecheck unit constraints sandbox bench clean
+.PHONY: venv demo demo-stop test lint typecheck unit constraints sandbox bench clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,9 @@ test: lint typecheck
 
 demo: venv
 	$(BIN)/python scripts/demo.py $(if $(filter 1 yes true,$(KEEP)),--keep,)
+
+demo-stop:
+	@if [ -f .demo/pids ]; then for pid in $$(cat .demo/pids); do kill -TERM -- -$$pid 2>/dev/null || true; done; rm -f .demo/pids; echo stopped; fi
 
 sandbox: venv
 	$(BIN)/python -m sandbox serve

@@ -148,7 +148,8 @@ class SandboxServer:
 
     def _write_info(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        (self.state_dir / "sandbox.json").write_text(json.dumps(self.info(), indent=2))
+        info = {**self.info(), "airflow_connections": self.airflow_connections()}
+        (self.state_dir / "sandbox.json").write_text(json.dumps(info, indent=2))
 
     def airflow_connections(self) -> dict[str, dict[str, Any]]:
         """Airflow connections (as AIRFLOW_CONN_* JSON) pointing the product at this sandbox."""
