@@ -83,7 +83,8 @@ def dag_ids() -> list[str]:
         "import json,sys\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"bag = DagBag(dag_folder={str(ROOT / 'dags')!r})\n"
-        "print(json.dumps({'ids': sorted(bag.dag_ids), 'errors': {k: str(v) for k, v in bag.import_errors.items()}}))\n"
+        "errors = {path: str(error) for path, error in bag.import_errors.items()}\n"
+        "print(json.dumps({'ids': sorted(bag.dag_ids), 'errors': errors}))\n"
     )
     output = subprocess.run(
         [sys.executable, "-c", code],
@@ -145,7 +146,9 @@ def run_all(api: AirflowApi, ids: list[str], timeout: float) -> dict[str, dict[s
     for dag_id in ids:
         api.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
         run = api.call(
-            "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": DEMO_RUN_CONF.get(dag_id, {})}
+            "POST",
+            f"/dags/{dag_id}/dagRuns",
+            json={"logical_date": None, "conf": DEMO_RUN_CONF.get(dag_id, {})},
         )
         runs[dag_id] = {"run_id": run["dag_run_id"], "state": run["state"]}
         log(f"triggered {dag_id} ({run['dag_run_id']})")
@@ -158,9 +161,13 @@ def run_all(api: AirflowApi, ids: list[str], timeout: float) -> dict[str, dict[s
             detail = api.call("GET", f"/dags/{dag_id}/dagRuns/{run['run_id']}")
             run["state"] = detail["state"]
             tasks = api.call("GET", f"/dags/{dag_id}/dagRuns/{run['run_id']}/taskInstances")["task_instances"]
-            done = sum(1 for task in tasks if task["state"] in ("success", "failed", "skipped", "upstream_failed"))
+            done = sum(
+                1 for task in tasks if task["state"] in ("success", "failed", "skipped", "upstream_failed")
+            )
             run["progress"] = f"{done}/{len(tasks)} tasks"
-        line = ", ".join(f"{dag_id}: {run['state']} ({run.get('progress', '')})" for dag_id, run in runs.items())
+        line = ", ".join(
+            f"{dag_id}: {run['state']} ({run.get('progress', '')})" for dag_id, run in runs.items()
+        )
         if line != last_line:
             log(line)
             last_line = line
@@ -178,7 +185,9 @@ def summarize(api: AirflowApi, runs: dict[str, dict[str, Any]]) -> None:
             what = api.call("GET", f"{path}/taskInstances/summarize/xcomEntries/return_value")["value"]
         except requests.HTTPError:
             tasks = api.call("GET", f"{path}/taskInstances")["task_instances"]
-            failed = [task["task_display_name"] for task in tasks if task["state"] in ("failed", "upstream_failed")]
+            failed = [
+                task["task_display_name"] for task in tasks if task["state"] in ("failed", "upstream_failed")
+            ]
             what = f"failed tasks: {', '.join(failed) or '-'} (see the task logs in the UI)"
         print(f"{dag_id:28} {run['state']:8} {what}", flush=True)
 
@@ -223,13 +232,26 @@ def main() -> int:
         log("starting the sandbox (stand-ins for Salesforce, GitLab, Zuora, SMTP, S3)")
         sandbox_log = DEMO_DIR / "sandbox.log"
         sandbox_process = start(
-            [sys.executable, "-m", "sandbox", "serve", "--state-dir", str(DEMO_DIR / "sandbox"), "--ports", "admin=0"],
+            [
+                sys.executable,
+                "-m",
+                "sandbox",
+                "serve",
+                "--state-dir",
+                str(DEMO_DIR / "sandbox"),
+                "--ports",
+                "admin=0",
+            ],
             sandbox_log,
             dict(os.environ),
         )
         info_file = DEMO_DIR / "sandbox" / "sandbox.json"
         info = wait_for(
-            "the sandbox", lambda: info_file.exists() and json.loads(info_file.read_text()), 60, sandbox_process, sandbox_log
+            "the sandbox",
+            lambda: info_file.exists() and json.loads(info_file.read_text()),
+            60,
+            sandbox_process,
+            sandbox_log,
         )
         port = free_port(args.port)
         log(f"starting Airflow (airflow standalone on port {port}; log: {DEMO_DIR / 'airflow.log'})")
@@ -248,12 +270,18 @@ def main() -> int:
         )
         passwords = DEMO_DIR / "airflow" / "simple_auth_manager_passwords.json.generated"
         password = wait_for(
-            "the admin password", lambda: json.loads(passwords.read_text())["admin"], 60, airflow_process, airflow_log
+            "the admin password",
+            lambda: json.loads(passwords.read_text())["admin"],
+            60,
+            airflow_process,
+            airflow_log,
         )
         api = AirflowApi(base_url, "admin", password)
         wait_for(
             "the DAGs to be parsed",
-            lambda: {dag["dag_id"] for dag in api.call("GET", "/dags", params={"limit": 100})["dags"]} >= set(ids),
+            lambda: (
+                {dag["dag_id"] for dag in api.call("GET", "/dags", params={"limit": 100})["dags"]} >= set(ids)
+            ),
             300,
             airflow_process,
             airflow_log,
