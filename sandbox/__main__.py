@@ -30,9 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sandbox %(levelname)s %(message)s")
-    ports = {
-        name: int(port) for name, _, port in (item.partition("=") for item in args.ports.split(",") if item)
-    }
+    ports = {name: int(port) for name, _, port in (item.partition("=") for item in args.ports.split(",") if item)}
     server = SandboxServer(load_seed_file(args.seed), args.host, ports, args.state_dir).start()
     if args.print_env:
         for conn_id, definition in server.airflow_connections().items():

@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from sandbox.core.standin import StandIn
+from sandbox.salesforce.standin import SalesforceStandIn
 
-STANDIN_CLASSES: list[type[StandIn]] = []
+STANDIN_CLASSES: list[type[StandIn]] = [SalesforceStandIn]

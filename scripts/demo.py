@@ -44,9 +44,7 @@ def free_port(preferred: int) -> int:
 
 def start(command: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
     handle = log_path.open("wb")
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop(process: subprocess.Popen | None, name: str) -> None:
@@ -161,13 +159,9 @@ def run_all(api: AirflowApi, ids: list[str], timeout: float) -> dict[str, dict[s
             detail = api.call("GET", f"/dags/{dag_id}/dagRuns/{run['run_id']}")
             run["state"] = detail["state"]
             tasks = api.call("GET", f"/dags/{dag_id}/dagRuns/{run['run_id']}/taskInstances")["task_instances"]
-            done = sum(
-                1 for task in tasks if task["state"] in ("success", "failed", "skipped", "upstream_failed")
-            )
+            done = sum(1 for task in tasks if task["state"] in ("success", "failed", "skipped", "upstream_failed"))
             run["progress"] = f"{done}/{len(tasks)} tasks"
-        line = ", ".join(
-            f"{dag_id}: {run['state']} ({run.get('progress', '')})" for dag_id, run in runs.items()
-        )
+        line = ", ".join(f"{dag_id}: {run['state']} ({run.get('progress', '')})" for dag_id, run in runs.items())
         if line != last_line:
             log(line)
             last_line = line
@@ -185,9 +179,7 @@ def summarize(api: AirflowApi, runs: dict[str, dict[str, Any]]) -> None:
             what = api.call("GET", f"{path}/taskInstances/summarize/xcomEntries/return_value")["value"]
         except requests.HTTPError:
             tasks = api.call("GET", f"{path}/taskInstances")["task_instances"]
-            failed = [
-                task["task_display_name"] for task in tasks if task["state"] in ("failed", "upstream_failed")
-            ]
+            failed = [task["task_display_name"] for task in tasks if task["state"] in ("failed", "upstream_failed")]
             what = f"failed tasks: {', '.join(failed) or '-'} (see the task logs in the UI)"
         print(f"{dag_id:28} {run['state']:8} {what}", flush=True)
 
@@ -279,9 +271,7 @@ def main() -> int:
         api = AirflowApi(base_url, "admin", password)
         wait_for(
             "the DAGs to be parsed",
-            lambda: (
-                {dag["dag_id"] for dag in api.call("GET", "/dags", params={"limit": 100})["dags"]} >= set(ids)
-            ),
+            lambda: {dag["dag_id"] for dag in api.call("GET", "/dags", params={"limit": 100})["dags"]} >= set(ids),
             300,
             airflow_process,
             airflow_log,

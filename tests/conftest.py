@@ -70,8 +70,10 @@ def sandbox_server(tmp_path_factory):
 
 @pytest.fixture
 def sandbox(sandbox_server):
-    """The session's sandbox, back to its seed with no faults and no mail."""
-    sandbox_server.reset()
+    """The session's sandbox, back to the default seed with no faults and no mail."""
+    from sandbox.seeds import load_seed_file
+
+    sandbox_server.load_seed(load_seed_file())
     return sandbox_server
 
 

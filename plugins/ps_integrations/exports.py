@@ -75,9 +75,7 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def csv_file(
-    name: str, description: str, columns: Sequence[Column], rows: Iterable[Mapping[str, Any]]
-) -> ExportFile:
+def csv_file(name: str, description: str, columns: Sequence[Column], rows: Iterable[Mapping[str, Any]]) -> ExportFile:
     """A CSV export file (UTF-8, header row, ``\\n`` line ends) from dict rows."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

@@ -37,9 +37,7 @@ def send_smoke_mail(store: StateStore, dag_id: str, run_id: str) -> int:
     from airflow.sdk import Variable
 
     record = {"dag_id": dag_id, "run_id": run_id, "record_id": "smoke-mail", "action": "sent"}
-    already = [
-        row for row in store.fetch_all("platform/audit_of_run", record) if row["record_id"] == "smoke-mail"
-    ]
+    already = [row for row in store.fetch_all("platform/audit_of_run", record) if row["record_id"] == "smoke-mail"]
     if already:
         log.info("Test mail already sent by this run at %s; not sending again", already[0]["recorded_at"])
         return 0

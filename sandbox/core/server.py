@@ -172,7 +172,5 @@ class SandboxServer:
             },
         }
         for standin in self.standins.values():
-            connections.update(
-                getattr(standin, "airflow_connections", lambda _ca: {})(self.info()["ca_bundle"])
-            )
+            connections.update(getattr(standin, "airflow_connections", lambda _ca: {})(self.info()["ca_bundle"]))
         return connections

@@ -22,7 +22,5 @@ def test_failing_task_sends_a_failure_mail(airflow_db, product_env, monkeypatch)
     mails = product_env.smtp.store.all()
     assert len(mails) == 1
     assert sorted(mails[0]["rcpt_tos"]) == ["lead@example.com", "oncall@example.com"]
-    assert (
-        mails[0]["subject"] == f"[ps-integrations] ps_test_failing failed: Fetch opportunities ({run.run_id})"
-    )
+    assert mails[0]["subject"] == f"[ps-integrations] ps_test_failing failed: Fetch opportunities ({run.run_id})"
     assert "Salesforce said no" in mails[0]["html"]

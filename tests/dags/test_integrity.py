@@ -41,9 +41,7 @@ def test_dag_files_import_nothing_heavy_at_top_level():
     heavy = ("pandas", "zeep", "simple_salesforce", "gitlab", "matplotlib", "openpyxl", "boto3")
     for path in DAG_FILES:
         top_level = [line for line in path.read_text().splitlines() if line.startswith(("import ", "from "))]
-        offenders = [
-            line for line in top_level if any(f" {name}" in line or f"{name}." in line for name in heavy)
-        ]
+        offenders = [line for line in top_level if any(f" {name}" in line or f"{name}." in line for name in heavy)]
         assert offenders == [], f"{path.name} imports heavy modules at top level: {offenders}"
 
 
@@ -70,11 +68,7 @@ def test_every_dag_follows_the_conventions(dagbag):
             assert task.retry_exponential_backoff, f"{where}.{task.task_id}: back-off"
             callbacks = task.on_failure_callback or []
             callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-            assert any(isinstance(callback, SmtpNotifier) for callback in callbacks), (
-                f"{where}.{task.task_id}"
-            )
+            assert any(isinstance(callback, SmtpNotifier) for callback in callbacks), f"{where}.{task.task_id}"
             assert task.task_display_name != task.task_id, f"{where}.{task.task_id}: needs a display name"
         leaves = [task.task_id for task in dag.tasks if not task.downstream_list]
-        assert leaves == ["summarize"], (
-            f"{where}: the run summary task must be the only last task, got {leaves}"
-        )
+        assert leaves == ["summarize"], f"{where}: the run summary task must be the only last task, got {leaves}"

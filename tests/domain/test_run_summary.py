@@ -24,9 +24,7 @@ def test_failures_count_and_describe_record_field_and_system():
     summary.fail(RecordFailure("Salesforce", "Opportunity 006A", "not a number", field="Amount"))
     summary.note("API usage 81% (warning above 80%)")
 
-    assert summary.line() == (
-        "read 2, created 0, updated 0, unchanged 0, failed 1; API usage 81% (warning above 80%)"
-    )
+    assert summary.line() == ("read 2, created 0, updated 0, unchanged 0, failed 1; API usage 81% (warning above 80%)")
     assert summary.failures[0].describe() == "Salesforce Opportunity 006A field Amount: not a number"
     assert RunSummary.from_dict(summary.to_dict()) == summary
 

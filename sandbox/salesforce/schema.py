@@ -1,0 +1,193 @@
+"""The slice of the Salesforce data model the stand-in serves: objects, fields, relationships."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    name: str
+    type: str  # id reference string textarea email url picklist boolean date datetime currency double int
+    updateable: bool = True
+    reference_to: str | None = None
+    relationship_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ObjectDef:
+    name: str
+    key_prefix: str
+    fields: dict[str, FieldDef]
+    # child relationship name -> (child object, foreign key field on the child)
+    children: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def field(self, name: str) -> FieldDef | None:
+        return self._lower.get(name.lower())
+
+    def parent(self, relationship: str) -> FieldDef | None:
+        return self._relationships.get(relationship.lower())
+
+    def child(self, relationship: str) -> tuple[str, tuple[str, str]] | None:
+        for name, target in self.children.items():
+            if name.lower() == relationship.lower():
+                return name, target
+        return None
+
+    @property
+    def _lower(self) -> dict[str, FieldDef]:
+        return {name.lower(): definition for name, definition in self.fields.items()}
+
+    @property
+    def _relationships(self) -> dict[str, FieldDef]:
+        return {
+            definition.relationship_name.lower(): definition
+            for definition in self.fields.values()
+            if definition.relationship_name
+        }
+
+
+def _fields(*definitions: FieldDef) -> dict[str, FieldDef]:
+    system = (
+        FieldDef("Id", "id", updateable=False),
+        FieldDef("IsDeleted", "boolean", updateable=False),
+        FieldDef("CreatedDate", "datetime", updateable=False),
+        FieldDef("LastModifiedDate", "datetime", updateable=False),
+        FieldDef("SystemModstamp", "datetime", updateable=False),
+    )
+    return {definition.name: definition for definition in (*system, *definitions)}
+
+
+def _ref(name: str, target: str, relationship: str) -> FieldDef:
+    return FieldDef(name, "reference", reference_to=target, relationship_name=relationship)
+
+
+OBJECTS: dict[str, ObjectDef] = {
+    definition.name: definition
+    for definition in (
+        ObjectDef(
+            "User",
+            "005",
+            _fields(
+                FieldDef("Username", "string"),
+                FieldDef("Name", "string", updateable=False),
+                FieldDef("FirstName", "string"),
+                FieldDef("LastName", "string"),
+                FieldDef("Email", "email"),
+                FieldDef("IsActive", "boolean"),
+                FieldDef("Title", "string"),
+            ),
+        ),
+        ObjectDef(
+            "RecordType",
+            "012",
+            _fields(
+                FieldDef("Name", "string"),
+                FieldDef("DeveloperName", "string"),
+                FieldDef("SobjectType", "picklist"),
+                FieldDef("IsActive", "boolean"),
+            ),
+        ),
+        ObjectDef(
+            "Account",
+            "001",
+            _fields(
+                FieldDef("Name", "string"),
+                FieldDef("Industry", "picklist"),
+                FieldDef("BillingCountry", "string"),
+                FieldDef("Website", "url"),
+                _ref("OwnerId", "User", "Owner"),
+            ),
+            children={"Contacts": ("Contact", "AccountId"), "Opportunities": ("Opportunity", "AccountId")},
+        ),
+        ObjectDef(
+            "Contact",
+            "003",
+            _fields(
+                _ref("AccountId", "Account", "Account"),
+                FieldDef("FirstName", "string"),
+                FieldDef("LastName", "string"),
+                FieldDef("Name", "string", updateable=False),
+                FieldDef("Email", "email"),
+                FieldDef("Title", "string"),
+                FieldDef("HasOptedOutOfEmail", "boolean"),
+            ),
+        ),
+        ObjectDef(
+            "Product2",
+            "01t",
+            _fields(
+                FieldDef("Name", "string"),
+                FieldDef("ProductCode", "string"),
+                FieldDef("Family", "picklist"),
+                FieldDef("IsActive", "boolean"),
+            ),
+        ),
+        ObjectDef(
+            "Opportunity",
+            "006",
+            _fields(
+                FieldDef("Name", "string"),
+                _ref("AccountId", "Account", "Account"),
+                _ref("OwnerId", "User", "Owner"),
+                _ref("RecordTypeId", "RecordType", "RecordType"),
+                FieldDef("StageName", "picklist"),
+                FieldDef("IsWon", "boolean", updateable=False),
+                FieldDef("IsClosed", "boolean", updateable=False),
+                FieldDef("CloseDate", "date"),
+                FieldDef("Amount", "currency"),
+                FieldDef("CurrencyIsoCode", "picklist"),
+                FieldDef("Type", "picklist"),
+                FieldDef("Description", "textarea"),
+                FieldDef("GitLab_Issue_URL__c", "url"),
+                FieldDef("Budgeted_Hours__c", "double"),
+            ),
+            children={
+                "OpportunityLineItems": ("OpportunityLineItem", "OpportunityId"),
+                "OpportunityContactRoles": ("OpportunityContactRole", "OpportunityId"),
+            },
+        ),
+        ObjectDef(
+            "OpportunityLineItem",
+            "00k",
+            _fields(
+                _ref("OpportunityId", "Opportunity", "Opportunity"),
+                _ref("Product2Id", "Product2", "Product2"),
+                FieldDef("Name", "string", updateable=False),
+                FieldDef("ProductCode", "string", updateable=False),
+                FieldDef("Quantity", "double"),
+                FieldDef("UnitPrice", "currency"),
+                FieldDef("TotalPrice", "currency", updateable=False),
+                FieldDef("CurrencyIsoCode", "picklist"),
+            ),
+        ),
+        ObjectDef(
+            "OpportunityContactRole",
+            "00K",
+            _fields(
+                _ref("OpportunityId", "Opportunity", "Opportunity"),
+                _ref("ContactId", "Contact", "Contact"),
+                FieldDef("Role", "picklist"),
+                FieldDef("IsPrimary", "boolean"),
+            ),
+        ),
+    )
+}
+
+# StageName -> (IsClosed, IsWon), as the org's opportunity stage settings define them.
+STAGES: dict[str, tuple[bool, bool]] = {
+    "Prospecting": (False, False),
+    "Qualification": (False, False),
+    "Needs Analysis": (False, False),
+    "Proposal/Price Quote": (False, False),
+    "Negotiation/Review": (False, False),
+    "Closed Won": (True, True),
+    "Closed Lost": (True, False),
+}
+
+
+def find_object(name: str) -> ObjectDef | None:
+    for object_name, definition in OBJECTS.items():
+        if object_name.lower() == name.lower():
+            return definition
+    return None
