@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sandbox.core.standin import StandIn
+from sandbox.gitlab.standin import GitLabStandIn
 from sandbox.salesforce.standin import SalesforceStandIn
 
-STANDIN_CLASSES: list[type[StandIn]] = [SalesforceStandIn]
+STANDIN_CLASSES: list[type[StandIn]] = [SalesforceStandIn, GitLabStandIn]

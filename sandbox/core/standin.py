@@ -34,13 +34,15 @@ class StandIn:
     name: ClassVar[str] = ""
     #: whether the real system is only reachable over HTTPS
     https: ClassVar[bool] = False
+    #: extra Werkzeug URL converters the routes use
+    converters: ClassVar[dict[str, Any]] = {}
 
     def __init__(self) -> None:
         self.faults = FaultInjector()
         self.sessions = SessionRegistry()
         self.calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
-        self.url_map = Map(self.rules(), strict_slashes=False)
+        self.url_map = Map(self.rules(), strict_slashes=False, converters=self.converters)
         self.base_url = ""  # set by the server once the port is known
         self.seed: dict[str, Any] = {}
 

@@ -72,3 +72,12 @@ def test_every_dag_follows_the_conventions(dagbag):
             assert task.task_display_name != task.task_id, f"{where}.{task.task_id}: needs a display name"
         leaves = [task.task_id for task in dag.tasks if not task.downstream_list]
         assert leaves == ["summarize"], f"{where}: the run summary task must be the only last task, got {leaves}"
+
+
+def test_plugins_folder_loads_no_library_module_under_a_bare_name():
+    """Airflow imports each plugins/*.py as a top-level module; ps_integrations must be ignored."""
+    from airflow._shared.module_loading import find_path_from_directory
+
+    plugins = DAGS_DIR.parent / "plugins"
+    loaded = [Path(path).relative_to(plugins) for path in find_path_from_directory(str(plugins), ".airflowignore", "glob")]
+    assert [path for path in loaded if path.parts[0] == "ps_integrations"] == []
