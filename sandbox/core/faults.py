@@ -128,12 +128,15 @@ class FaultInjector:
             self._expire_window(now)
             return self._info(now, limit)
 
-    def before_call(self, endpoint: str) -> Fault | None:
-        """Decide the fate of one call of ``endpoint`` (sleeps for the injected latency)."""
+    def before_call(self, endpoint: str, default_retry_after: float = 1.0) -> Fault | None:
+        """Decide the fate of one call of ``endpoint`` (sleeps for the injected latency).
+
+        :param default_retry_after: the system's own ``Retry-After`` for a scripted rate limit.
+        """
         if self.config.latency_ms:
             time.sleep(self.config.latency_ms / 1000.0)
         with self._lock:
-            scripted = self._take_scripted(endpoint)
+            scripted = self._take_scripted(endpoint, default_retry_after)
             if scripted is not None:
                 return scripted
             limited = self._check_rate_limit()
@@ -144,11 +147,11 @@ class FaultInjector:
         return None
 
     # --- internals (called with the lock held) ---------------------------------------------
-    def _take_scripted(self, endpoint: str) -> Fault | None:
+    def _take_scripted(self, endpoint: str, default_retry_after: float) -> Fault | None:
         for item in self._scripted:
             if item.remaining > 0 and item.endpoint in (endpoint, "*"):
                 item.remaining -= 1
-                retry_after = self._scaled(1.0) if item.kind == "rate_limited" else 0
+                retry_after = self._scaled(default_retry_after) if item.kind == "rate_limited" else 0
                 return Fault(item.kind, status=item.status, retry_after=retry_after)
         return None
 

@@ -34,6 +34,8 @@ class StandIn:
     name: ClassVar[str] = ""
     #: whether the real system is only reachable over HTTPS
     https: ClassVar[bool] = False
+    #: the Retry-After (seconds) the real system sends with a rate-limit error
+    default_retry_after: ClassVar[float] = 1.0
     #: extra Werkzeug URL converters the routes use
     converters: ClassVar[dict[str, Any]] = {}
 
@@ -72,6 +74,10 @@ class StandIn:
 
     def render_bad_request(self, message: str = "Bad Request") -> Response:
         return json_response({"message": message}, 400)
+
+    def operation_name(self, request: Request, endpoint: str) -> str:
+        """The name calls are counted and faults scripted under (the route endpoint by default)."""
+        return endpoint
 
     def decorate(self, request: Request, response: Response) -> Response:
         """Add headers the real system puts on every response (rate-limit or usage headers)."""
@@ -120,19 +126,19 @@ class StandIn:
             return json_response({"message": "405 Method Not Allowed"}, error.code or 405)
         except HTTPException as error:  # redirects for trailing slashes and the like
             return error.get_response(request.environ)
-        endpoint = str(endpoint)
+        operation = self.operation_name(request, str(endpoint))
         with self._calls_lock:
-            self.calls[endpoint] += 1
-        fault = self.faults.before_call(endpoint)
+            self.calls[operation] += 1
+        fault = self.faults.before_call(operation, self.default_retry_after)
         if fault is not None:
-            log.debug("%s: injected %s on %s", self.name, fault.kind, endpoint)
+            log.debug("%s: injected %s on %s", self.name, fault.kind, operation)
             return self.render_fault(fault)
         try:
-            return getattr(self, endpoint)(request, **arguments)
+            return getattr(self, str(endpoint))(request, **arguments)
         except HTTPException as error:
             return json_response({"message": error.description}, error.code or 500)
         except Exception:
-            log.exception("%s: handler %s crashed", self.name, endpoint)
+            log.exception("%s: handler %s crashed", self.name, operation)
             return self.render_server_error(500)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:

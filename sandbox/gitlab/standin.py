@@ -38,6 +38,7 @@ class GitLabStandIn(StandIn):
     name = "gitlab"
     https = True
     converters = {"filepath": FilePathConverter}
+    default_retry_after = 60.0
 
     def __init__(self) -> None:
         self.backend = GitLabBackend()

@@ -79,5 +79,7 @@ def test_plugins_folder_loads_no_library_module_under_a_bare_name():
     from airflow._shared.module_loading import find_path_from_directory
 
     plugins = DAGS_DIR.parent / "plugins"
-    loaded = [Path(path).relative_to(plugins) for path in find_path_from_directory(str(plugins), ".airflowignore", "glob")]
+    loaded = [
+        Path(path).relative_to(plugins) for path in find_path_from_directory(str(plugins), ".airflowignore", "glob")
+    ]
     assert [path for path in loaded if path.parts[0] == "ps_integrations"] == []

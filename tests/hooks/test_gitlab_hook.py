@@ -306,7 +306,7 @@ def test_429_retry_after_is_obeyed_by_rest_and_graphql(hook, gitlab_env, sandbox
 
     gitlab_env.clear_call_counts()
     admin(sandbox, "POST", "/gitlab/faults/script", json={"endpoint": "graphql", "kind": "rate_limited", "count": 1})
-    admin(sandbox, "PUT", "/gitlab/faults", json={"retry_after_scale": 1})
+    admin(sandbox, "PUT", "/gitlab/faults", json={"retry_after_scale": 1 / 60})  # GitLab's 60 s -> 1 s
     assert hook.graphql_query("{ currentUser { username } }")["currentUser"]["username"] == "ps-integration-bot"
     assert gitlab_env.call_counts() == {"graphql": 2}
 
