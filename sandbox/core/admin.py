@@ -106,6 +106,7 @@ class AdminApp:
             kind=str(body.get("kind", "server_error")),
             count=int(body.get("count", 1)),
             status=body.get("status"),
+            delay_ms=int(body.get("delay_ms", 0)),
         )
         return json_response(standin.faults.describe())
 

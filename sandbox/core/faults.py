@@ -24,7 +24,9 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-FAULT_KINDS = ("server_error", "rate_limited", "session_expired", "not_found", "bad_request")
+# slow_response: the call is handled (its effects happen) but the answer is held back for
+# delay_ms - a client that gives up or dies meanwhile never learns the outcome.
+FAULT_KINDS = ("server_error", "rate_limited", "session_expired", "not_found", "bad_request", "slow_response")
 
 
 @dataclass
@@ -56,6 +58,7 @@ class ScriptedFault:
     kind: str
     remaining: int
     status: int | None = None
+    delay_ms: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +70,7 @@ class Fault:
 
     kind: str
     status: int | None = None
+    delay_ms: int = 0
     retry_after: int = 0
     limit: int = 0
     remaining: int = 0
@@ -103,13 +107,13 @@ class FaultInjector:
             self._scripted.clear()
         self.configure(FaultConfig())
 
-    def script(self, endpoint: str, kind: str, count: int = 1, status: int | None = None) -> None:
+    def script(self, endpoint: str, kind: str, count: int = 1, status: int | None = None, delay_ms: int = 0) -> None:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; one of {FAULT_KINDS}")
         if count < 1:
             raise ValueError("count must be at least 1")
         with self._lock:
-            self._scripted.append(ScriptedFault(endpoint, kind, count, status))
+            self._scripted.append(ScriptedFault(endpoint, kind, count, status, delay_ms))
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
@@ -152,7 +156,7 @@ class FaultInjector:
             if item.remaining > 0 and item.endpoint in (endpoint, "*"):
                 item.remaining -= 1
                 retry_after = self._scaled(default_retry_after) if item.kind == "rate_limited" else 0
-                return Fault(item.kind, status=item.status, retry_after=retry_after)
+                return Fault(item.kind, status=item.status, retry_after=retry_after, delay_ms=item.delay_ms)
         return None
 
     def _expire_window(self, now: float) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import Counter
 from typing import Any, ClassVar
 
@@ -130,11 +131,19 @@ class StandIn:
         with self._calls_lock:
             self.calls[operation] += 1
         fault = self.faults.before_call(operation, self.default_retry_after)
+        if fault is not None and fault.kind == "slow_response":
+            response = self._handle_route(request, str(endpoint), arguments, operation)
+            time.sleep(fault.delay_ms / 1000.0)
+            return response
         if fault is not None:
             log.debug("%s: injected %s on %s", self.name, fault.kind, operation)
             return self.render_fault(fault)
+        return self._handle_route(request, str(endpoint), arguments, operation)
+
+    def _handle_route(self, request: Request, endpoint: str, arguments: dict[str, Any], operation: str) -> Response:
         try:
-            return getattr(self, str(endpoint))(request, **arguments)
+            response: Response = getattr(self, endpoint)(request, **arguments)
+            return response
         except HTTPException as error:
             return json_response({"message": error.description}, error.code or 500)
         except Exception:

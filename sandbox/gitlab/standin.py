@@ -68,9 +68,12 @@ class GitLabStandIn(StandIn):
             Rule(f"{API}/projects", endpoint="list_projects", methods=["GET"]),
             Rule(project, endpoint="get_project", methods=["GET"]),
             Rule(f"{project}/labels", endpoint="project_labels", methods=["GET", "POST"]),
-            Rule(f"{project}/issues", endpoint="project_issues", methods=["GET", "POST"]),
-            Rule(issue, endpoint="issue", methods=["GET", "PUT"]),
-            Rule(f"{issue}/notes", endpoint="issue_notes", methods=["GET", "POST"]),
+            Rule(f"{project}/issues", endpoint="list_project_issues", methods=["GET"]),
+            Rule(f"{project}/issues", endpoint="create_issue", methods=["POST"]),
+            Rule(issue, endpoint="get_issue", methods=["GET"]),
+            Rule(issue, endpoint="update_issue", methods=["PUT"]),
+            Rule(f"{issue}/notes", endpoint="list_notes", methods=["GET"]),
+            Rule(f"{issue}/notes", endpoint="create_note", methods=["POST"]),
             Rule(f"{issue}/links", endpoint="issue_links", methods=["GET", "POST"]),
             Rule(f"{issue}/add_spent_time", endpoint="add_spent_time", methods=["POST"]),
             Rule(f"{issue}/reset_spent_time", endpoint="reset_spent_time", methods=["POST"]),
@@ -508,13 +511,13 @@ class GitLabStandIn(StandIn):
         issues = self.backend.list_issues(projects, params, multi, current)
         return self._paginate(request, issues, self._issue_json)
 
-    def project_issues(self, request: Request, project_id: str) -> Response:
+    def list_project_issues(self, request: Request, project_id: str) -> Response:
+        return self._handle(request, lambda current: self._list(request, [self.backend.project(project_id)], current))
+
+    def create_issue(self, request: Request, project_id: str) -> Response:
         def action(current: User) -> Response:
-            project = self.backend.project(project_id)
-            if request.method == "POST":
-                issue = self.backend.create_issue(project, current, self._params(request))
-                return json_response(self._issue_json(issue), 201)
-            return self._list(request, [project], current)
+            issue = self.backend.create_issue(self.backend.project(project_id), current, self._params(request))
+            return json_response(self._issue_json(issue), 201)
 
         return self._handle(request, action)
 
@@ -525,28 +528,35 @@ class GitLabStandIn(StandIn):
 
         return self._handle(request, action)
 
-    def issue(self, request: Request, project_id: str, iid: int) -> Response:
-        def action(current: User) -> Response:
-            project = self.backend.project(project_id)
-            if request.method == "PUT":
-                return json_response(
-                    self._issue_json(self.backend.update_issue(project, iid, current, self._params(request)))
-                )
-            return json_response(self._issue_json(self.backend.issue(project, iid)))
+    def get_issue(self, request: Request, project_id: str, iid: int) -> Response:
+        def action(_current: User) -> Response:
+            return json_response(self._issue_json(self.backend.issue(self.backend.project(project_id), iid)))
 
         return self._handle(request, action)
 
-    def issue_notes(self, request: Request, project_id: str, iid: int) -> Response:
+    def update_issue(self, request: Request, project_id: str, iid: int) -> Response:
         def action(current: User) -> Response:
             project = self.backend.project(project_id)
-            issue = self.backend.issue(project, iid)
-            if request.method == "POST":
-                body = str(self._params(request).get("body") or "")
-                note, commands = self.backend.add_note(project, iid, current, body)
-                if note is None:
-                    # Only quick actions: GitLab answers 202 with what the commands changed.
-                    return json_response({"commands_changes": dict.fromkeys(commands, True), "summary": commands}, 202)
-                return json_response(self._note_json(note), 201)
+            return json_response(
+                self._issue_json(self.backend.update_issue(project, iid, current, self._params(request)))
+            )
+
+        return self._handle(request, action)
+
+    def create_note(self, request: Request, project_id: str, iid: int) -> Response:
+        def action(current: User) -> Response:
+            body = str(self._params(request).get("body") or "")
+            note, commands = self.backend.add_note(self.backend.project(project_id), iid, current, body)
+            if note is None:
+                # Only quick actions: GitLab answers 202 with what the commands changed.
+                return json_response({"commands_changes": dict.fromkeys(commands, True), "summary": commands}, 202)
+            return json_response(self._note_json(note), 201)
+
+        return self._handle(request, action)
+
+    def list_notes(self, request: Request, project_id: str, iid: int) -> Response:
+        def action(_current: User) -> Response:
+            issue = self.backend.issue(self.backend.project(project_id), iid)
             notes = [note for note in self.backend.notes.values() if note.issue_id == issue.id]
             descending = request.args.get("sort", "desc") != "asc"
             notes.sort(key=lambda note: (note.created_at, note.id), reverse=descending)

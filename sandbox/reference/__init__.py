@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-SERVICES_YML = Path(__file__).with_name("services.yml")
+# The project keeps one copy of the real file, in include/ (the product reads it too).
+SERVICES_YML = Path(__file__).resolve().parents[2] / "include" / "reference" / "services.yml"
 
 
 @cache

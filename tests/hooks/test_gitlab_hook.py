@@ -99,7 +99,7 @@ def test_python_gitlab_pages_through_link_headers(hook, gitlab_env):
     issues = list(project.issues.list(iterator=True, per_page=40))
 
     assert len(issues) == len({issue.iid for issue in issues}) > 120
-    assert gitlab_env.call_counts() == {"project_issues": -(-len(issues) // 40)}
+    assert gitlab_env.call_counts() == {"list_project_issues": -(-len(issues) // 40)}
 
 
 def test_label_filters_search_and_state(hook, gitlab_env):
@@ -248,7 +248,7 @@ def test_repository_file_at_two_refs(hook, gitlab_env, sandbox):
     new = project.files.get(file_path="data/services.yml", ref="main")
     raw_old = project.files.raw(file_path="data/services.yml", ref="catalog-2026-10")
 
-    with open("sandbox/reference/services.yml", "rb") as handle:
+    with open("include/reference/services.yml", "rb") as handle:
         original = handle.read()
     assert raw_old == original == old.decode()
     assert old.blob_id == hashlib.sha1(b"blob %d\x00" % len(original) + original, usedforsecurity=False).hexdigest()

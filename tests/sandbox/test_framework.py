@@ -207,3 +207,14 @@ def test_server_context_is_tls():
         ca = LocalCA(Path(directory))
         assert isinstance(ca.server_context(), ssl.SSLContext)
         assert ca.ca_path.read_text().startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_slow_response_takes_effect_before_answering(client, server):
+    token = login(client, server)
+    admin(
+        server, "POST", "/echo/faults/script", json={"endpoint": "list_items", "kind": "slow_response", "delay_ms": 300}
+    )
+    started = time.monotonic()
+    response = items(client, server, token)
+    assert response.status_code == 200 and response.json() == [{"id": 1}, {"id": 2}]
+    assert time.monotonic() - started >= 0.3

@@ -1,0 +1,577 @@
+"""The opportunity sync job: Salesforce -> GitLab engagement issues, applied from a pure plan.
+
+The DAG calls ``OpportunitySync(...).run(window)``. Decisions live in
+``ps_integrations.domain.opportunity_sync``; this module does the I/O: the query, the marker
+index, GitLab writes (concurrent, paced below the rate limit), write-back to Salesforce, the
+state store and the audit log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+import yaml
+
+from ps_integrations.domain.opportunity_sync import (
+    MARKER_PREFIX,
+    Action,
+    EngagementTypes,
+    InvalidRecord,
+    IssueContent,
+    SyncConfig,
+    build_content,
+    change_note,
+    compose_description,
+    find_marker,
+    flag_note,
+    parse_opportunity,
+    plan,
+    snapshot,
+    unflag_note,
+)
+from ps_integrations.exceptions import GitLabApiError, IntegrationError, SalesforceApiError
+from ps_integrations.paths import INCLUDE_DIR
+from ps_integrations.run_summary import RecordFailure, RunSummary
+
+log = logging.getLogger(__name__)
+
+JOB_DIR = INCLUDE_DIR / "ps_opportunity_sync"
+SERVICES_YML = INCLUDE_DIR / "reference" / "services.yml"
+PS_RECORD_TYPE = "Professional Services Only"
+FIELDS = (
+    "Id, Name, IsDeleted, IsWon, IsClosed, StageName, CloseDate, Amount, CurrencyIsoCode, SystemModstamp, "
+    "Account.Name, Owner.Name, Owner.Email, RecordType.Name"
+)
+CHILDREN = (
+    "(SELECT Id, Quantity, UnitPrice, TotalPrice, Product2.ProductCode, Product2.Name "
+    "FROM OpportunityLineItems ORDER BY Id), "
+    "(SELECT Id, Role, IsPrimary, ContactId FROM OpportunityContactRoles ORDER BY Id)"
+)
+API_USAGE_WARNING_PERCENT = 80
+
+
+@dataclass(frozen=True)
+class Window:
+    """The SystemModstamp range read, [start, end)."""
+
+    start: datetime
+    end: datetime
+
+    def soql(self) -> str:
+        return f"SystemModstamp >= {_soql_time(self.start)} AND SystemModstamp < {_soql_time(self.end)}"
+
+
+def _soql_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def load_engagement_types(
+    mapping_path: Any = JOB_DIR / "engagement_types.yml", services_path: Any = SERVICES_YML
+) -> EngagementTypes:
+    with open(mapping_path, encoding="utf-8") as handle:
+        mapping = yaml.safe_load(handle) or {}
+    with open(services_path, encoding="utf-8") as handle:
+        catalog = yaml.safe_load(handle) or []
+    categories = {
+        str(entry["sku"]): str(entry.get("category") or "")
+        for entry in catalog
+        if isinstance(entry, dict) and entry.get("sku")
+    }
+    return EngagementTypes(
+        by_sku=dict(mapping.get("skus") or {}),
+        by_category=dict(mapping.get("category_defaults") or {}),
+        sku_categories=categories,
+        custom_sow=str(mapping.get("custom_sow") or "Custom SOW"),
+    )
+
+
+def block_renderer() -> Callable[[dict[str, Any]], str]:
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(JOB_DIR)),
+        autoescape=False,  # noqa: S701 - Markdown, every value is escaped for GitLab before rendering
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    template = environment.get_template("issue_block.md.j2")
+    return template.render
+
+
+class OpportunitySync:
+    def __init__(
+        self,
+        salesforce: Any,
+        gitlab: Any,
+        store: Any,
+        config: SyncConfig,
+        dag_id: str,
+        run_id: str,
+        dry_run: bool = False,
+    ) -> None:
+        self.salesforce = salesforce
+        self.gitlab = gitlab
+        self.store = store
+        self.config = config
+        self.dag_id = dag_id
+        self.run_id = run_id
+        self.dry_run = dry_run
+        self.summary = RunSummary()
+        self.types = load_engagement_types()
+        self.render = block_renderer()
+        self.plan_lines: list[str] = []
+        self._previous: dict[str, dict[str, Any]] = {}
+
+    # --- reading ------------------------------------------------------------------------------------
+    def _query(self, where: str) -> Iterable[dict[str, Any]]:
+        writeback = f", {self.config.writeback_field}" if self.config.writeback_field else ""
+        # SOQL from constants, validated ids and formatted timestamps only
+        soql = (
+            f"SELECT {FIELDS}{writeback}, {CHILDREN} FROM Opportunity "  # noqa: S608
+            f"WHERE RecordType.Name = '{PS_RECORD_TYPE}' AND ({where}) ORDER BY SystemModstamp, Id"
+        )
+        return self.salesforce.query_records(soql, include_deleted=True)
+
+    def fetch(self, window: Window | None, opportunity_ids: list[str], retry_ids: list[str]) -> list[dict[str, Any]]:
+        """Records in the window (or the given ids), plus earlier failures to retry; each once."""
+        records: dict[str, dict[str, Any]] = {}
+        if window is not None:
+            for record in self._query(window.soql()):
+                records[record.get("Id") or ""] = record
+        for chunk_ids in _chunks([*opportunity_ids, *[i for i in retry_ids if i not in records]], 200):
+            quoted = ", ".join(f"'{_soql_id(record_id)}'" for record_id in chunk_ids)
+            for record in self._query(f"Id IN ({quoted})"):
+                records[record.get("Id") or ""] = record
+        return list(records.values())
+
+    @cached_property
+    def salesforce_base(self) -> str:
+        instance = getattr(self.salesforce.get_conn(), "sf_instance", "")
+        return f"https://{instance}" if instance else ""
+
+    @cached_property
+    def project(self) -> Any:
+        return self._gitlab(lambda: self.gitlab.client.projects.get(self.config.project, lazy=True))
+
+    @cached_property
+    def coordinator_id(self) -> int | None:
+        if not self.config.coordinator:
+            return None
+        users = self._gitlab(lambda: self.gitlab.client.users.list(username=self.config.coordinator))
+        if not users:
+            self.summary.note(
+                f"WARNING coordinator {self.config.coordinator!r} not found in GitLab; issues left unassigned"
+            )
+            return None
+        return int(users[0].id)
+
+    def marker_index(self) -> dict[str, int]:
+        """Opportunity id -> issue iid, from one paginated listing of the project's synced issues."""
+        index: dict[str, int] = {}
+        issues = self._gitlab(
+            lambda: list(
+                self.project.issues.list(
+                    search=MARKER_PREFIX, state="all", per_page=100, iterator=True, **{"in": "description"}
+                )
+            )
+        )
+        for issue in issues:
+            opportunity_id = find_marker(issue.description)
+            if opportunity_id:
+                index.setdefault(opportunity_id, int(issue.iid))
+        log.info("Marker index: %d synced issues in %s", len(index), self.config.project)
+        return index
+
+    # --- GitLab calls, paced below the rate limit ---------------------------------------------------------
+    @cached_property
+    def _limiter(self) -> Any:
+        from pyrate_limiter import Duration, Limiter, Rate
+
+        return Limiter(Rate(max(1, self.config.gitlab_requests_per_minute), Duration.MINUTE))
+
+    def _gitlab(self, call: Callable[[], Any]) -> Any:
+        import gitlab.exceptions
+
+        self._limiter.try_acquire("gitlab", blocking=True)
+        try:
+            return call()
+        except gitlab.exceptions.GitlabError as error:
+            raise GitLabApiError(error.response_code or 0, str(error.error_message)) from None
+
+    # --- the run --------------------------------------------------------------------------------------
+    def run(self, window: Window | None, opportunity_ids: list[str] | None = None) -> RunSummary:
+        states = {row["opportunity_id"]: row for row in self.store.fetch_all("opportunity_sync/all_states")}
+        quarantined = {key for key, row in states.items() if row["quarantined"]}
+        retry_ids = sorted(
+            key for key, row in states.items() if row["status"] in ("failed", "creating") and not row["quarantined"]
+        )
+        records = self.fetch(window, list(opportunity_ids or []), retry_ids)
+        self.summary.add("read", len(records))
+        opportunities = []
+        for record in records:
+            try:
+                opportunities.append(parse_opportunity(record, self.config.writeback_field))
+            except InvalidRecord as error:
+                self._fail(error.record_id, "Salesforce", error.reason, error.field, states)
+        contents: dict[str, IssueContent] = {}
+        for opportunity in opportunities:
+            if opportunity.won:
+                url = f"{self.salesforce_base}/lightning/r/Opportunity/{opportunity.id}/view"
+                contents[opportunity.id] = build_content(opportunity, self.types, self.config, self.render, url)
+        unknown = sorted({sku for content in contents.values() for sku in content.unknown_skus})
+        if unknown:
+            self.summary.note(f"unknown SKUs (labelled {self.config.unknown_sku_label}): {', '.join(unknown)}")
+        needs_index = any(
+            (states.get(o.id) or {}).get("issue_iid") is None and (o.won or o.id in states) for o in opportunities
+        )
+        index = self.marker_index() if needs_index else {}
+        self._previous = {key: dict(row) for key, row in states.items()}
+        actions = plan(opportunities, self._previous, index, contents, quarantined)
+        if self.dry_run:
+            self._log_plan(actions)
+        else:
+            self._apply(actions, states)
+        self._report(actions, quarantined, states)
+        return self.summary
+
+    def _log_plan(self, actions: list[Action]) -> None:
+        for action in actions:
+            if action.kind in ("unchanged", "skipped"):
+                self.summary.add(action.kind)
+                continue
+            changes = "; ".join(f"{c.field}: {c.old} -> {c.new}" for c in action.changes) or "-"
+            issue = action.issue_iid or "new"
+            line = f"would {action.kind} Opportunity {action.opportunity.id} (issue {issue}); changes: {changes}"
+            self.plan_lines.append(line)
+            log.info("DRY RUN: %s", line)
+            self.summary.add(f"would {action.kind}")
+        self.summary.note("dry run: nothing was written")
+
+    def _apply(self, actions: list[Action], states: dict[str, Any]) -> None:
+        writes = [action for action in actions if action.kind in ("create", "update", "flag", "unflag")]
+        for action in actions:
+            if action.kind not in ("create", "update", "flag", "unflag"):
+                self.summary.add(action.kind)
+                if action.kind == "unchanged":
+                    self._audit(action.opportunity.id, "unchanged", f"issue #{action.issue_iid}")
+                    self._adopt_if_needed(action, states)
+        for action in writes:
+            if action.kind == "create":
+                # Recorded before the POST: a crash after it leaves "creating", which the next run
+                # resolves through the marker index instead of creating a second issue.
+                self._save(action, states, status="creating")
+        workers = max(1, min(self.config.concurrency, len(writes)))
+        writeback: dict[str, dict[str, Any]] = {}
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gitlab") as pool:
+            futures = {pool.submit(self._write, action): action for action in writes}
+            for future in as_completed(futures):
+                action = futures[future]
+                try:
+                    issue = future.result()
+                except (GitLabApiError, IntegrationError) as error:
+                    self._fail(action.opportunity.id, "GitLab", str(error), None, states, action)
+                    continue
+                self._after_write(action, issue, states, writeback)
+        if writeback and self.config.writeback_field:
+            self._write_back(writeback, states)
+
+    def _write(self, action: Action) -> dict[str, Any]:
+        """The GitLab calls for one action; returns {iid, web_url}."""
+        opportunity, content = action.opportunity, action.content
+        if action.kind == "create":
+            assert content is not None
+            params: dict[str, Any] = {
+                "title": content.title,
+                "description": compose_description(None, content, opportunity.id),
+                "labels": ",".join(content.labels),
+            }
+            if content.due_date:
+                params["due_date"] = content.due_date
+            if self.coordinator_id is not None:
+                params["assignee_ids"] = [self.coordinator_id]
+            issue = self._gitlab(lambda: self.project.issues.create(params))
+            return {"iid": int(issue.iid), "web_url": issue.web_url}
+        iid = action.issue_iid
+        assert iid is not None
+        if action.kind == "flag":
+            self._gitlab(lambda: self.project.issues.update(iid, {"add_labels": self.config.reopened_label}))
+            self._gitlab(
+                lambda: self.project.issues.get(iid, lazy=True).notes.create(
+                    {"body": flag_note(opportunity, self.config.reopened_label)}
+                )
+            )
+            return {"iid": iid}
+        assert content is not None
+        state_row = self._previous.get(opportunity.id) or {}
+        old_labels = set(json.loads(state_row.get("labels_json") or "[]")) - set(self.config.base_labels)
+        new_labels = set(content.labels) - set(self.config.base_labels)
+        current = self._gitlab(lambda: self.project.issues.get(iid))
+        update: dict[str, Any] = {"description": compose_description(current.description, content, opportunity.id)}
+        add = sorted(new_labels - old_labels)
+        remove = sorted(old_labels - new_labels)
+        if action.kind == "unflag":
+            remove.append(self.config.reopened_label)
+        if add:
+            update["add_labels"] = ",".join(add)
+        if remove:
+            update["remove_labels"] = ",".join(remove)
+        if content.title != state_row.get("title"):
+            update["title"] = content.title
+        if content.due_date and content.due_date != state_row.get("due_date"):
+            update["due_date"] = content.due_date
+        changed_text = update["description"] != current.description or len(update) > 1
+        if changed_text:
+            self._gitlab(lambda: self.project.issues.update(iid, update))
+        note = unflag_note(self.config.reopened_label) if action.kind == "unflag" else ""
+        if action.changes:
+            note = (note + "\n\n" if note else "") + change_note(action.changes, opportunity.modstamp)
+        if note:
+            self._gitlab(lambda: current.notes.create({"body": note}))
+        return {"iid": iid, "web_url": current.web_url}
+
+    def _after_write(
+        self, action: Action, issue: dict[str, Any], states: dict[str, Any], writeback: dict[str, dict[str, Any]]
+    ) -> None:
+        opportunity = action.opportunity
+        action.issue_iid = issue["iid"]
+        row = self._save(
+            action, states, status="flagged" if action.kind == "flag" else "synced", issue_url=issue.get("web_url")
+        )
+        counter = {"create": "created", "update": "updated", "flag": "flagged", "unflag": "unflagged"}[action.kind]
+        self.summary.add(counter)
+        detail = f"issue #{issue['iid']}" + (
+            f"; {'; '.join(f'{c.field} changed' for c in action.changes)}" if action.changes else ""
+        )
+        self._audit(opportunity.id, counter, detail)
+        url = row.get("issue_url")
+        if (
+            self.config.writeback_field
+            and url
+            and opportunity.issue_url_field != url
+            and action.kind in ("create", "update", "unflag")
+        ):
+            writeback[opportunity.id] = {self.config.writeback_field: url}
+
+    def _adopt_if_needed(self, action: Action, states: dict[str, Any]) -> None:
+        row = states.get(action.opportunity.id)
+        if row is None or row.get("status") != "synced":
+            self._save(action, states, status="flagged" if (row or {}).get("flagged") else "synced")
+
+    def _save(
+        self, action: Action, states: dict[str, Any], status: str, issue_url: str | None = None
+    ) -> dict[str, Any]:
+        opportunity, content = action.opportunity, action.content
+        previous = dict(states.get(opportunity.id) or {})
+        flagged = {"flagged": 1, "synced": 0}.get(status, previous.get("flagged", 0))
+        row = {
+            "opportunity_id": opportunity.id,
+            "project": self.config.project,
+            "issue_iid": action.issue_iid if action.issue_iid is not None else previous.get("issue_iid"),
+            "issue_url": issue_url or previous.get("issue_url"),
+            "status": status,
+            "flagged": flagged,
+            "content_hash": content.content_hash() if content and status == "synced" else previous.get("content_hash"),
+            "snapshot_json": json.dumps(snapshot(opportunity), sort_keys=True)
+            if status != "creating"
+            else previous.get("snapshot_json"),
+            "labels_json": json.dumps(list(content.labels))
+            if content and status == "synced"
+            else previous.get("labels_json"),
+            "title": content.title if content and status == "synced" else previous.get("title"),
+            "due_date": content.due_date if content and status == "synced" else previous.get("due_date"),
+            "last_modstamp": opportunity.modstamp,
+            "failure_reason": None,
+            "failure_count": 0,
+            "quarantined": previous.get("quarantined", 0),
+            "quarantine_reason": previous.get("quarantine_reason"),
+            "last_run_id": self.run_id,
+            "updated_at": _now(),
+        }
+        if status == "creating":
+            row["issue_iid"] = None
+        self.store.execute("opportunity_sync/upsert_state", row)
+        states[opportunity.id] = row
+        return row
+
+    def _fail(
+        self,
+        record_id: str,
+        system: str,
+        reason: str,
+        field_name: str | None,
+        states: dict[str, Any],
+        action: Action | None = None,
+    ) -> None:
+        failure = RecordFailure(system, f"Opportunity {record_id}", reason, field_name)
+        self.summary.fail(failure)
+        self._audit(record_id, "failed", failure.describe())
+        if self.dry_run:
+            return
+        previous = dict(states.get(record_id) or {})
+        row = {
+            **{
+                key: previous.get(key)
+                for key in (
+                    "issue_iid",
+                    "issue_url",
+                    "content_hash",
+                    "snapshot_json",
+                    "labels_json",
+                    "title",
+                    "due_date",
+                    "last_modstamp",
+                    "quarantine_reason",
+                )
+            },
+            "opportunity_id": record_id,
+            "project": self.config.project,
+            "status": "failed" if previous.get("status") != "creating" else "creating",
+            "flagged": previous.get("flagged", 0),
+            "failure_reason": f"{system}: {reason}" + (f" (field {field_name})" if field_name else ""),
+            "failure_count": int(previous.get("failure_count") or 0) + 1,
+            "quarantined": previous.get("quarantined", 0),
+            "last_run_id": self.run_id,
+            "updated_at": _now(),
+        }
+        self.store.execute("opportunity_sync/upsert_state", row)
+        states[record_id] = row
+
+    def _write_back(self, updates: dict[str, dict[str, Any]], states: dict[str, Any]) -> None:
+        try:
+            results = self.salesforce.update_records("Opportunity", updates)
+        except SalesforceApiError as error:
+            for record_id in updates:
+                self.summary.note(f"write-back of the issue URL to {record_id} failed: {error}")
+            return
+        written = 0
+        for record_id, problem in results.items():
+            if problem:
+                self.summary.fail(
+                    RecordFailure(
+                        "Salesforce",
+                        f"Opportunity {record_id}",
+                        f"write-back failed: {problem}",
+                        self.config.writeback_field,
+                    )
+                )
+                self._audit(record_id, "failed", f"write-back: {problem}")
+            else:
+                written += 1
+        self.summary.add("written back", written)
+
+    def _audit(self, record_id: str, action: str, detail: str) -> None:
+        if self.dry_run:
+            return
+        self.store.execute(
+            "platform/record_audit",
+            {
+                "dag_id": self.dag_id,
+                "run_id": self.run_id,
+                "record_id": record_id,
+                "action": action,
+                "detail": detail,
+                "recorded_at": _now(),
+            },
+        )
+
+    def _report(self, actions: list[Action], quarantined: set[str], states: dict[str, Any]) -> None:
+        if quarantined:
+            listed = ", ".join(
+                f"{key} ({states[key].get('quarantine_reason') or 'no reason given'})" for key in sorted(quarantined)
+            )
+            self.summary.note(f"quarantined {len(quarantined)}: {listed}")
+            for action in actions:
+                if action.kind == "quarantined":
+                    self._audit(action.opportunity.id, "quarantined", action.reason)
+        usage = self.salesforce.api_usage
+        if usage is not None:
+            text = usage.describe()
+            if usage.percent > API_USAGE_WARNING_PERCENT:
+                text = f"WARNING {text}, above {API_USAGE_WARNING_PERCENT}%"
+                log.warning(text)
+            self.summary.note(text)
+
+
+def apply_operator_requests(
+    store: Any, project: str, quarantine: list[str], release: list[str], reason: str | None
+) -> list[str]:
+    """Quarantine or release opportunities from the trigger form; returns what was done."""
+    done = []
+    for record_id in quarantine:
+        store.execute(
+            "opportunity_sync/set_quarantine",
+            {
+                "opportunity_id": _soql_id(record_id),
+                "project": project,
+                "quarantined": 1,
+                "quarantine_reason": reason or "quarantined by an operator",
+                "updated_at": _now(),
+            },
+        )
+        done.append(f"quarantined {record_id}")
+    for record_id in release:
+        store.execute(
+            "opportunity_sync/set_quarantine",
+            {
+                "opportunity_id": _soql_id(record_id),
+                "project": project,
+                "quarantined": 0,
+                "quarantine_reason": None,
+                "updated_at": _now(),
+            },
+        )
+        done.append(f"released {record_id}")
+    return done
+
+
+def _soql_id(value: str) -> str:
+    value = str(value).strip()
+    if not value.isalnum() or len(value) not in (15, 18):
+        raise ValueError(f"not a Salesforce record id: {value!r}")
+    return value
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def resolve_window(
+    params: dict[str, Any],
+    interval_start: datetime | None,
+    interval_end: datetime | None,
+    overlap_minutes: int,
+    now: datetime,
+) -> Window | None:
+    """The SystemModstamp window of a run: ``since``/``until`` params, else the data interval
+    widened by the overlap, else (a manual run with neither) the last day."""
+    from datetime import timedelta
+
+    since, until = params.get("since"), params.get("until")
+    if since or until:
+        start = _parse_time(since) if since else datetime(2000, 1, 1, tzinfo=UTC)
+        end = _parse_time(until) if until else now
+        if start >= end:
+            raise ValueError(f"since ({start.isoformat()}) must be before until ({end.isoformat()})")
+        return Window(start, end)
+    if params.get("opportunity_ids"):
+        return None
+    if interval_start is not None and interval_end is not None and interval_end > interval_start:
+        return Window(interval_start - timedelta(minutes=overlap_minutes), interval_end)
+    return Window(now - timedelta(days=1), now)
+
+
+def _parse_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
