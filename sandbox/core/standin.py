@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
@@ -140,7 +141,7 @@ class StandIn:
             return self.render_fault(fault)
         return self._handle_route(request, str(endpoint), arguments, operation)
 
-    def _handle_route(self, request: Request, endpoint: str, arguments: dict[str, Any], operation: str) -> Response:
+    def _handle_route(self, request: Request, endpoint: str, arguments: Mapping[str, Any], operation: str) -> Response:
         try:
             response: Response = getattr(self, endpoint)(request, **arguments)
             return response
