@@ -105,5 +105,9 @@ def finish_run(summary: RunSummary, context: Any, state_store: Any | None = None
             },
         )
     if summary.failures:
-        raise RecordsFailedError(line, [failure.describe() for failure in summary.failures])
+        from airflow.sdk.exceptions import AirflowFailException
+
+        error = RecordsFailedError(line, [failure.describe() for failure in summary.failures])
+        # Fail without retrying this task: the records are retried by the next run, not by a retry.
+        raise AirflowFailException(str(error)) from error
     return line

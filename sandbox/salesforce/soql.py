@@ -77,7 +77,7 @@ GRAMMAR = r"""
     DATE_LITERAL.3: /(today|yesterday|tomorrow|last_week|this_week|next_week)\b/i
                   | /(last_month|this_month|next_month|this_year|last_year)\b/i
                   | /(last_n_days|next_n_days|n_days_ago|last_n_weeks|next_n_weeks)\s*:\s*\d+/i
-    DATETIME.3: /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?(Z|[+-]\d{2}:\d{2})/
+    DATETIME.3: /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})/
     DATE.2: /\d{4}-\d{2}-\d{2}/
     COMPARATOR: "=" | "!=" | "<>" | "<=" | ">=" | "<" | ">"
     STRING: /'(\\.|[^'\\])*'/

@@ -181,7 +181,7 @@ def test_change_note_says_what_changed_from_what_to_what():
     assert [change.field for change in changes] == ["owner", "amount"]
     note = change_note(changes, "2026-03-17")
     assert "Owner: Ada Lovelace → Grace Hopper" in note
-    assert "Amount: 71000\\.0 → 80000\\.0" in note
+    assert "Amount: 71,000\\.00 USD → 80,000\\.00 USD" in note
 
 
 def test_plan_decides_per_opportunity():

@@ -301,8 +301,7 @@ def test_updates_are_visible_in_later_queries_and_bump_the_modstamp(salesforce):
     assert after["GitLab_Issue_URL__c"] == "https://gitlab.example/ps/issues/7"
     assert after["SystemModstamp"] > before["SystemModstamp"]
     [later] = hook.query_records(
-        f"SELECT Id FROM Opportunity WHERE SystemModstamp > {before['SystemModstamp'].replace('+0000', 'Z')} "
-        f"AND Id = '{before['Id']}'"
+        f"SELECT Id FROM Opportunity WHERE SystemModstamp > {before['SystemModstamp'][:19]}Z AND Id = '{before['Id']}'"
     )
     assert later["Id"] == before["Id"]
 

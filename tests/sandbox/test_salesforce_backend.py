@@ -204,3 +204,9 @@ def test_default_seed_is_realistic():
     assert any(c["HasOptedOutOfEmail"] for c in backend.records["Contact"].values())
     dates = sorted(date.fromisoformat(o["CloseDate"]) for o in opportunities)
     assert (dates[-1] - dates[0]).days > 600
+
+
+def test_datetime_literals_have_whole_seconds_as_in_soql(backend):
+    with pytest.raises(SalesforceError) as raised:
+        backend.query("SELECT Id FROM Opportunity WHERE SystemModstamp > 2026-11-21T00:00:00.000Z", False, None, "59.0")
+    assert raised.value.code == "MALFORMED_QUERY"

@@ -225,7 +225,7 @@ def snapshot(opportunity: Opportunity) -> dict[str, Any]:
         "name": opportunity.name,
         "owner": opportunity.owner,
         "stage": opportunity.stage,
-        "amount": None if opportunity.amount is None else str(opportunity.amount),
+        "amount": None if opportunity.amount is None else money_text(opportunity.amount, opportunity.currency),
         "currency": opportunity.currency,
         "close_date": opportunity.close_date.isoformat() if opportunity.close_date else None,
         "line_items": [

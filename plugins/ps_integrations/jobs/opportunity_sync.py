@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -65,11 +65,17 @@ class Window:
     end: datetime
 
     def soql(self) -> str:
-        return f"SystemModstamp >= {_soql_time(self.start)} AND SystemModstamp < {_soql_time(self.end)}"
+        # SOQL datetime literals have whole seconds: round the start down and the end up, so
+        # nothing stamped inside a partial second is missed (the overlap absorbs the rest).
+        start = self.start.astimezone(UTC).replace(microsecond=0)
+        end = self.end.astimezone(UTC)
+        if end.microsecond:
+            end = end.replace(microsecond=0) + timedelta(seconds=1)
+        return f"SystemModstamp >= {_soql_time(start)} AND SystemModstamp < {_soql_time(end)}"
 
 
 def _soql_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _now() -> str:
@@ -556,8 +562,6 @@ def resolve_window(
 ) -> Window | None:
     """The SystemModstamp window of a run: ``since``/``until`` params, else the data interval
     widened by the overlap, else (a manual run with neither) the last day."""
-    from datetime import timedelta
-
     since, until = params.get("since"), params.get("until")
     if since or until:
         start = _parse_time(since) if since else datetime(2000, 1, 1, tzinfo=UTC)

@@ -1,0 +1,442 @@
+"""The opportunity sync through real DAG runs against the Salesforce and GitLab stand-ins."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from ps_integrations.domain.opportunity_sync import find_marker
+from ps_integrations.hooks.gitlab import GitLabHook
+from ps_integrations.hooks.salesforce import SalesforceHook
+from ps_integrations.state_store import StateStore
+
+pytestmark = pytest.mark.airflow
+
+PROJECT = "professional-services/engagements"
+SINCE = {"since": "2020-01-01T00:00:00Z"}
+WRITES = ("create_issue", "update_issue", "create_note")
+CONFIG = {
+    "writeback_field": "GitLab_Issue_URL__c",
+    "coordinator": "delivery-manager-1",
+    "gitlab_requests_per_minute": 6000,
+}
+
+
+@pytest.fixture
+def sync(product_env, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_PS_OPPORTUNITY_SYNC_CONFIG", json.dumps(CONFIG))
+    return product_env
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.dags.test_integrity import DAGS_DIR
+
+    return DagBag(dag_folder=str(DAGS_DIR)).get_dag("ps_opportunity_sync")
+
+
+DEFAULTS = {
+    "since": None,
+    "until": None,
+    "opportunity_ids": [],
+    "dry_run": False,
+    "quarantine": [],
+    "release": [],
+    "reason": None,
+}
+
+
+def run(dag, **conf):
+    # Every param given explicitly: dag.test() keeps the last run's conf in the DAG's params.
+    return dag.test(run_conf={**DEFAULTS, **conf})
+
+
+def admin(sandbox, method, path, **kwargs):
+    response = requests.request(method, sandbox.admin_url + path, timeout=10, **kwargs)
+    response.raise_for_status()
+    return response.json()
+
+
+def load_salesforce(sandbox, **section):
+    seed = dict(sandbox.seed)
+    users = seed["salesforce"]["users"]
+    seed["salesforce"] = {"users": users, **section}
+    sandbox.load_seed(seed)
+
+
+def won_ps_ids(sandbox) -> set[str]:
+    backend = sandbox.standin("salesforce").backend
+    ps = {rid for rid, rt in backend.records["RecordType"].items() if rt["Name"] == "Professional Services Only"}
+    return {
+        rid
+        for rid, opp in backend.records["Opportunity"].items()
+        if opp["RecordTypeId"] in ps and opp["IsWon"] and opp["StageName"] == "Closed Won" and not opp["IsDeleted"]
+    }
+
+
+def issues_by_opportunity(sandbox) -> dict[str, list]:
+    backend = sandbox.standin("gitlab").backend
+    project = backend.project(PROJECT)
+    found: dict[str, list] = {}
+    for issue in backend.issues.values():
+        if issue.project_id == project.id and find_marker(issue.description):
+            found.setdefault(find_marker(issue.description), []).append(issue)
+    return found
+
+
+def writes(sandbox) -> dict[str, int]:
+    counts = sandbox.standin("gitlab").call_counts()
+    return {name: counts.get(name, 0) for name in WRITES}
+
+
+def last_summary() -> str:
+    return StateStore().fetch_all("platform/runs_of_dag", {"dag_id": "ps_opportunity_sync"})[0]["summary"]
+
+
+def states() -> dict[str, dict]:
+    return {row["opportunity_id"]: row for row in StateStore().fetch_all("opportunity_sync/all_states")}
+
+
+def test_first_sync_creates_one_issue_per_won_opportunity_and_writes_the_url_back(dag, sync):
+    from airflow.utils.state import DagRunState
+
+    assert run(dag, **SINCE).state == DagRunState.SUCCESS
+
+    won = won_ps_ids(sync)
+    issues = issues_by_opportunity(sync)
+    assert set(issues) == won and all(len(found) == 1 for found in issues.values())
+    assert writes(sync) == {"create_issue": len(won), "update_issue": 0, "create_note": 0}
+    salesforce = sync.standin("salesforce").backend
+    gitlab = sync.standin("gitlab").backend
+    coordinator = gitlab.user_by_username("delivery-manager-1")
+    for opportunity_id, (issue,) in issues.items():
+        opportunity = salesforce.records["Opportunity"][opportunity_id]
+        assert opportunity["GitLab_Issue_URL__c"] == gitlab.issue_url(issue)
+        assert issue.assignee_ids == [coordinator.id]
+        assert {"proposal::Closed_Won", "ps::todo"} <= set(issue.labels)
+        assert any(label.startswith("close_qtr::Q") for label in issue.labels)
+        assert f"/lightning/r/Opportunity/{opportunity_id}/view" in issue.description
+        assert issue.due_date is not None
+    row = states()[next(iter(won))]
+    assert row["status"] == "synced" and row["issue_iid"] and row["content_hash"]
+    summary = last_summary()
+    assert summary.startswith(
+        f"read {summary.split(',')[0].split()[1]}, created {len(won)}, updated 0, unchanged 0, failed 0"
+    )
+    assert f"written back {len(won)}" in summary and "Salesforce API usage" in summary
+    audit = StateStore().fetch_all(
+        "platform/audit_of_run",
+        {
+            "dag_id": "ps_opportunity_sync",
+            "run_id": StateStore().fetch_all("platform/runs_of_dag", {"dag_id": "ps_opportunity_sync"})[0]["run_id"],
+        },
+    )
+    assert sum(1 for row in audit if row["action"] == "created") == len(won)
+
+
+def test_rerun_makes_no_gitlab_write_and_the_minimum_salesforce_calls(dag, sync):
+    run(dag, **SINCE)
+    sync.standin("gitlab").clear_call_counts()
+    sync.standin("salesforce").clear_call_counts()
+
+    run(dag, **SINCE)
+
+    assert writes(sync) == dict.fromkeys(WRITES, 0)
+    assert sync.standin("salesforce").call_counts() == {"soap_login": 1, "query_all": 1}
+    assert ", created 0, updated 0," in last_summary()
+
+
+def _opportunity(sync, issue_index=0):
+    issues = issues_by_opportunity(sync)
+    opportunity_id = sorted(issues)[issue_index]
+    return opportunity_id, issues[opportunity_id][0]
+
+
+def test_changes_update_only_the_managed_part_and_say_what_changed(dag, sync):
+    run(dag, **SINCE)
+    opportunity_id, issue = _opportunity(sync)
+    project = GitLabHook().client.projects.get(PROJECT)
+    human = project.issues.get(issue.iid)
+    human.description = "PM notes: kick-off on Monday\n\n" + human.description + "\nRisks: none yet"
+    human.labels = [*human.labels, "ps::in-progress"]
+    human.save()
+    salesforce = SalesforceHook()
+    before = salesforce.get_record("Opportunity", opportunity_id)
+    salesforce.update_record("Opportunity", opportunity_id, {"Amount": 123456.0, "CloseDate": "2027-01-15"})
+    sync.standin("gitlab").clear_call_counts()
+
+    run(dag, **SINCE)
+
+    assert writes(sync) == {"create_issue": 0, "update_issue": 1, "create_note": 1}
+    updated = project.issues.get(issue.iid)
+    assert updated.description.startswith("PM notes: kick-off on Monday")
+    assert updated.description.rstrip().endswith("Risks: none yet") or "Risks: none yet" in updated.description
+    assert "123,456\\.00" in updated.description
+    assert "ps::in-progress" in updated.labels and "ps::todo" not in updated.labels  # human label change kept
+    assert "close_qtr::Q427" in updated.labels
+    [note] = [n for n in updated.notes.list(get_all=True) if "Opportunity updated" in n.body]
+    assert f"Amount: {before['Amount']:,.2f}".replace(",", ",").replace(".", "\\.") in note.body
+    assert "→ 123,456\\.00" in note.body
+    assert f"Close date: {before['CloseDate']} → 2027-01-15".replace("-", "\\-") in note.body
+
+
+def test_reopened_then_won_again_is_labelled_and_unlabelled(dag, sync):
+    run(dag, **SINCE)
+    opportunity_id, issue = _opportunity(sync, 1)
+    salesforce = SalesforceHook()
+    salesforce.update_record("Opportunity", opportunity_id, {"StageName": "Negotiation/Review"})
+    run(dag, **SINCE)
+    project = GitLabHook().client.projects.get(PROJECT)
+    flagged = project.issues.get(issue.iid)
+    assert "ps::opportunity-reopened" in flagged.labels and flagged.state == "opened"
+    assert any("left Closed Won" in note.body for note in flagged.notes.list(get_all=True))
+    assert states()[opportunity_id]["flagged"] == 1
+
+    salesforce.update_record("Opportunity", opportunity_id, {"StageName": "Closed Won"})
+    run(dag, **SINCE)
+    again = project.issues.get(issue.iid)
+    assert "ps::opportunity-reopened" not in again.labels
+    assert any("Closed Won again" in note.body for note in again.notes.list(get_all=True))
+    assert states()[opportunity_id]["flagged"] == 0
+    assert len(issues_by_opportunity(sync)[opportunity_id]) == 1
+
+
+def test_deleted_opportunity_is_flagged_never_closed(dag, sync):
+    run(dag, **SINCE)
+    opportunity_id, issue = _opportunity(sync, 2)
+    SalesforceHook().get_conn().Opportunity.delete(opportunity_id)
+    run(dag, **SINCE)
+    flagged = GitLabHook().client.projects.get(PROJECT).issues.get(issue.iid)
+    assert "ps::opportunity-reopened" in flagged.labels and flagged.state == "opened"
+    assert any("deleted in Salesforce" in note.body for note in flagged.notes.list(get_all=True))
+
+
+def test_hostile_text_from_salesforce_cannot_act_in_gitlab(dag, sync):
+    hostile = "/close\n@all @root #1 !2 ~urgent %v1 &1 <b>x</b> | a | ![i](http://evil.example/i.png)"
+    load_salesforce(
+        sync,
+        records={
+            "RecordType": [{"Id": "012000000000001AAA", "Name": "Professional Services Only"}],
+            "Account": [{"Id": "001000000000001AAA", "Name": "/assign @root " + hostile}],
+            "Product2": [{"Id": "01t000000000001AAA", "Name": "Evil /close @all", "ProductCode": "GL-BAS"}],
+            "Opportunity": [
+                {
+                    "Id": "006000000000001AAA",
+                    "Name": hostile,
+                    "AccountId": "001000000000001AAA",
+                    "RecordTypeId": "012000000000001AAA",
+                    "StageName": "Closed Won",
+                    "CloseDate": "2026-06-01",
+                    "Amount": 5000.0,
+                    "CurrencyIsoCode": "USD",
+                }
+            ],
+            "OpportunityLineItem": [
+                {
+                    "OpportunityId": "006000000000001AAA",
+                    "Product2Id": "01t000000000001AAA",
+                    "Quantity": 1.0,
+                    "UnitPrice": 5000.0,
+                }
+            ],
+        },
+    )
+    run(dag, **SINCE)
+    SalesforceHook().update_record("Opportunity", "006000000000001AAA", {"Amount": 6000.0})
+    run(dag, **SINCE)
+
+    [issue] = issues_by_opportunity(sync)["006000000000001AAA"]
+    gitlab = sync.standin("gitlab").backend
+    state = sync.standin("gitlab").state()
+    assert issue.state == "opened"
+    assert issue.assignee_ids == [gitlab.user_by_username("delivery-manager-1").id]
+    assert "urgent" not in issue.labels
+    assert [n for n in state["notifications"] if n["issue_id"] == issue.id] == []
+    assert [r for r in state["cross_references"] if r["issue_id"] == issue.id] == []
+    assert "<b>" not in issue.description and "![i]" not in issue.description
+    notes = [note.body for note in gitlab.notes.values() if note.issue_id == issue.id]
+    assert len(notes) == 1 and "Amount" in notes[0]
+
+
+def test_dry_run_writes_nothing(dag, sync):
+    run(dag, dry_run=True, **SINCE)
+    assert writes(sync) == dict.fromkeys(WRITES, 0)
+    assert "update_collection" not in sync.standin("salesforce").call_counts()
+    assert states() == {}
+    summary = last_summary()
+    assert f"would create {len(won_ps_ids(sync))}" in summary and "dry run: nothing was written" in summary
+
+
+def test_failed_record_fails_the_run_by_name_then_quarantine_and_release(dag, sync):
+    from airflow.utils.state import DagRunState
+
+    load_salesforce(sync, generate={"opportunities": 30, "random_seed": 3})
+    admin(sync, "POST", "/gitlab/faults/script", json={"endpoint": "create_issue", "kind": "bad_request", "count": 1})
+    first = run(dag, **SINCE)
+    assert first.state == DagRunState.FAILED
+    [failed] = [
+        key for key, row in states().items() if row["status"] in ("failed", "creating") and row["failure_reason"]
+    ]
+    assert "GitLab" in states()[failed]["failure_reason"] and "400" in states()[failed]["failure_reason"]
+    assert f"Opportunity {failed}" in last_summary() or "failed 1" in last_summary()
+    assert set(issues_by_opportunity(sync)) == won_ps_ids(sync) - {failed}  # the good ones went through
+
+    admin(sync, "POST", "/gitlab/faults/script", json={"endpoint": "create_issue", "kind": "bad_request", "count": 5})
+    parked = run(dag, quarantine=[failed], reason="GitLab refuses the title", **SINCE)
+    assert parked.state == DagRunState.SUCCESS
+    assert f"quarantined 1: {failed} (GitLab refuses the title)" in last_summary()
+    assert run(dag, **SINCE).state == DagRunState.SUCCESS
+    assert f"quarantined 1: {failed}" in last_summary()  # listed in every summary
+
+    sync.standin("gitlab").faults.reset()
+    released = run(dag, release=[failed])
+    assert released.state == DagRunState.SUCCESS
+    assert len(issues_by_opportunity(sync)[failed]) == 1
+    assert "quarantined" not in last_summary()
+
+
+def test_faults_cause_no_duplicate_and_lose_nothing(dag, sync):
+    admin(sync, "PUT", "/gitlab/faults", json={"retry_after_scale": 1 / 60})
+    admin(
+        sync,
+        "POST",
+        "/gitlab/faults/script",
+        json={"endpoint": "create_issue", "kind": "server_error", "count": 2, "status": 502},
+    )
+    admin(sync, "POST", "/gitlab/faults/script", json={"endpoint": "create_issue", "kind": "rate_limited", "count": 2})
+    admin(
+        sync, "POST", "/salesforce/faults/script", json={"endpoint": "query_all", "kind": "session_expired", "count": 1}
+    )
+
+    run(dag, **SINCE)
+
+    issues = issues_by_opportunity(sync)
+    assert set(issues) == won_ps_ids(sync)
+    assert all(len(found) == 1 for found in issues.values())
+    assert sync.standin("salesforce").call_counts()["soap_login"] == 2
+
+
+def test_more_records_with_one_timestamp_than_a_page_are_all_read(dag, sync):
+    stamp = "2026-10-01T12:00:00.000+0000"
+    load_salesforce(
+        sync,
+        page_size=200,
+        records={
+            "RecordType": [{"Id": "012000000000001AAA", "Name": "Professional Services Only"}],
+            "Account": [{"Id": "001000000000001AAA", "Name": "Same Time Inc."}],
+            "Opportunity": [
+                {
+                    "Id": f"006000000{n:06d}AAA",
+                    "Name": f"Deal {n}",
+                    "AccountId": "001000000000001AAA",
+                    "RecordTypeId": "012000000000001AAA",
+                    "StageName": "Closed Won",
+                    "CloseDate": "2026-10-01",
+                    "Amount": 100.0,
+                    "SystemModstamp": stamp,
+                }
+                for n in range(450)
+            ],
+        },
+    )
+    run(dag, since="2026-10-01T11:45:00Z", until="2026-10-01T12:00:01Z")
+
+    assert len(issues_by_opportunity(sync)) == 450
+    assert sync.standin("salesforce").call_counts()["query_all_more"] == 2  # three pages
+
+
+def test_crash_between_issue_created_and_state_saved_leaves_no_duplicate(dag, sync, tmp_path):
+    """Kill the task process (SIGKILL) while GitLab has created the issue but not yet answered."""
+    load_salesforce(sync, generate={"opportunities": 30, "random_seed": 5})
+    admin(
+        sync,
+        "POST",
+        "/gitlab/faults/script",
+        json={"endpoint": "create_issue", "kind": "slow_response", "count": 1, "delay_ms": 30000},
+    )
+    airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
+    log_file = (tmp_path / "crash.log").open("wb")
+    process = subprocess.Popen(
+        [airflow, "dags", "test", "ps_opportunity_sync", "--conf", json.dumps({**DEFAULTS, **SINCE})],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not issues_by_opportunity(sync):
+        assert process.poll() is None, (tmp_path / "crash.log").read_text()[-3000:]
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    log_file.close()
+    assert process.returncode == -signal.SIGKILL
+    assert any(row["status"] == "creating" for row in states().values())
+
+    sync.standin("gitlab").faults.reset()
+    run(dag, **SINCE)
+
+    issues = issues_by_opportunity(sync)
+    assert set(issues) == won_ps_ids(sync)
+    assert all(len(found) == 1 for found in issues.values())
+    assert all(row["status"] == "synced" for row in states().values() if row["opportunity_id"] in issues)
+
+
+def test_runs_over_each_interval_give_the_same_end_state_as_one_run_over_the_range(dag, sync):
+    """What a backfill does (one run per data interval) ends where one manual range run ends."""
+    base = datetime(2026, 11, 5, 8, 0, tzinfo=UTC)  # after the DAG's start_date
+    records = []
+    for n in range(16):
+        stamp = (base + timedelta(minutes=7 * n + 1)).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        records.append(
+            {
+                "Id": f"006000000{n:06d}AAA",
+                "Name": f"Deal {n}",
+                "AccountId": "001000000000001AAA",
+                "RecordTypeId": "012000000000001AAA",
+                "StageName": "Closed Won" if n % 4 else "Closed Lost",
+                "CloseDate": "2026-10-05",
+                "Amount": 1000.0 + n,
+                "SystemModstamp": stamp,
+            }
+        )
+    section = {
+        "records": {
+            "RecordType": [{"Id": "012000000000001AAA", "Name": "Professional Services Only"}],
+            "Account": [{"Id": "001000000000001AAA", "Name": "Interval Co"}],
+            "Opportunity": records,
+        }
+    }
+
+    def end_state():
+        return {
+            key: (
+                found[0].title,
+                sorted(found[0].labels),
+                found[0].description.split("<!-- ps-integrations:managed:end")[0],
+            )
+            for key, found in issues_by_opportunity(sync).items()
+        }
+
+    load_salesforce(sync, **section)
+    for step in range(1, 10):
+        dag.test(logical_date=base + timedelta(minutes=15 * step), run_conf=DEFAULTS)
+    per_interval = end_state()
+
+    load_salesforce(sync, **section)
+    with StateStore().transaction() as connection:
+        from sqlalchemy import text
+
+        connection.execute(text("DELETE FROM opportunity_sync"))
+    run(dag, since=base.isoformat(), until=(base + timedelta(hours=2, minutes=15)).isoformat())
+    assert end_state() == per_interval
+    assert len(per_interval) == 12
