@@ -26,7 +26,13 @@ DEMO_DIR = ROOT / ".demo"
 VENV_BIN = Path(sys.executable).parent
 
 # Conf for the demo's manual runs: each DAG shows its whole seeded history, not one interval.
-DEMO_RUN_CONF: dict[str, dict[str, Any]] = {}
+DEMO_RUN_CONF: dict[str, dict[str, Any]] = {
+    "ps_opportunity_sync": {"since": "2024-01-01T00:00:00Z"},
+}
+# Job configuration the demo sets (Airflow variables, JSON).
+DEMO_VARIABLES: dict[str, Any] = {
+    "ps_opportunity_sync_config": {"writeback_field": "GitLab_Issue_URL__c", "coordinator": "delivery-manager-1"},
+}
 
 
 def log(message: str) -> None:
@@ -134,6 +140,8 @@ def airflow_env(sandbox_info: dict[str, Any], port: int) -> dict[str, str]:
         "AIRFLOW_VAR_PS_ALERT_RECIPIENTS": "ps-ops@example.com",
         "PS_SANDBOX_CA_BUNDLE": str(sandbox_info["ca_bundle"]),
     }
+    for name, value in DEMO_VARIABLES.items():
+        env[f"AIRFLOW_VAR_{name.upper()}"] = json.dumps(value)
     for conn_id, definition in sandbox_info["airflow_connections"].items():
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(definition)
     return env

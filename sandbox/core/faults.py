@@ -20,7 +20,7 @@ import math
 import random
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -95,6 +95,7 @@ class FaultInjector:
         self._scripted: list[ScriptedFault] = []
         self._window: deque[float] = deque()
         self._random = random.Random(self.config.random_seed)
+        self.injected: Counter[str] = Counter()  # faults answered, by kind
 
     def configure(self, config: FaultConfig) -> None:
         with self._lock:
@@ -105,6 +106,7 @@ class FaultInjector:
     def reset(self) -> None:
         with self._lock:
             self._scripted.clear()
+            self.injected.clear()
         self.configure(FaultConfig())
 
     def script(self, endpoint: str, kind: str, count: int = 1, status: int | None = None, delay_ms: int = 0) -> None:
@@ -120,6 +122,7 @@ class FaultInjector:
             return {
                 "config": asdict(self.config),
                 "scripted": [item.to_dict() for item in self._scripted if item.remaining > 0],
+                "injected": dict(self.injected),
             }
 
     def rate_limit_info(self) -> RateLimitInfo | None:
@@ -140,15 +143,12 @@ class FaultInjector:
         if self.config.latency_ms:
             time.sleep(self.config.latency_ms / 1000.0)
         with self._lock:
-            scripted = self._take_scripted(endpoint, default_retry_after)
-            if scripted is not None:
-                return scripted
-            limited = self._check_rate_limit()
-            if limited is not None:
-                return limited
-            if self.config.error_rate and self._random.random() < self.config.error_rate:
-                return Fault("server_error", status=self.config.error_status)
-        return None
+            fault = self._take_scripted(endpoint, default_retry_after) or self._check_rate_limit()
+            if fault is None and self.config.error_rate and self._random.random() < self.config.error_rate:
+                fault = Fault("server_error", status=self.config.error_status)
+            if fault is not None:
+                self.injected[fault.kind] += 1
+            return fault
 
     # --- internals (called with the lock held) ---------------------------------------------
     def _take_scripted(self, endpoint: str, default_retry_after: float) -> Fault | None:

@@ -20,7 +20,8 @@ every third product also has an EUR plan. The drift finance must see:
 - one price that differs (the 7th SKU's USD tier is 10% higher);
 - a SKU only in Zuora (``PS-ZUORA-ONLY``);
 - two products sharing a SKU (the 8th SKU appears twice);
-- a product with no rate plan (``PS-NO-PLAN``).
+- a product with no rate plan (the 9th SKU);
+- a SKU services.yml offers that Zuora does not have (the 10th).
 """
 
 from __future__ import annotations
@@ -138,6 +139,10 @@ def _from_services(catalog: dict[str, list[dict[str, Any]]]) -> None:
             name = f"{name} (2025 edition)"  # renamed in Zuora
         if index == 6:
             prices["USD"] = (usd * Decimal("1.10")).quantize(Decimal("1"))  # price drifted
+        if index == 8:
+            prices = {}  # a product nobody gave a rate plan
+        if index == 9:
+            continue  # offered in services.yml, never set up in Zuora
         add_product(
             catalog,
             entry["sku"],
@@ -156,7 +161,6 @@ def _from_services(catalog: dict[str, list[dict[str, Any]]]) -> None:
     add_product(
         catalog, "zuora-only", "Legacy Advisory Retainer", "PS-ZUORA-ONLY", "Consulting", {"USD": Decimal(12000)}
     )
-    add_product(catalog, "no-plan", "Custom Workshop (unpriced)", "PS-NO-PLAN", "Consulting", {})
 
 
 def synthetic(catalog: dict[str, list[dict[str, Any]]], products: int) -> None:

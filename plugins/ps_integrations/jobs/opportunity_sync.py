@@ -37,6 +37,7 @@ from ps_integrations.domain.opportunity_sync import (
     unflag_note,
 )
 from ps_integrations.exceptions import GitLabApiError, IntegrationError, SalesforceApiError
+from ps_integrations.pacing import Pacer
 from ps_integrations.paths import INCLUDE_DIR
 from ps_integrations.run_summary import RecordFailure, RunSummary
 
@@ -201,15 +202,14 @@ class OpportunitySync:
 
     # --- GitLab calls, paced below the rate limit ---------------------------------------------------------
     @cached_property
-    def _limiter(self) -> Any:
-        from pyrate_limiter import Duration, Limiter, Rate
-
-        return Limiter(Rate(max(1, self.config.gitlab_requests_per_minute), Duration.MINUTE))
+    def _pacer(self) -> Pacer:
+        # 98% of the configured limit: even spacing never fills GitLab's window, even with skew.
+        return Pacer(max(1.0, self.config.gitlab_requests_per_minute * 0.98))
 
     def _gitlab(self, call: Callable[[], Any]) -> Any:
         import gitlab.exceptions
 
-        self._limiter.try_acquire("gitlab", blocking=True)
+        self._pacer.wait()
         try:
             return call()
         except gitlab.exceptions.GitlabError as error:
@@ -254,7 +254,7 @@ class OpportunitySync:
     def _log_plan(self, actions: list[Action]) -> None:
         for action in actions:
             if action.kind in ("unchanged", "skipped"):
-                self.summary.add(action.kind)
+                self.summary.add("not won" if action.kind == "skipped" else action.kind)
                 continue
             changes = "; ".join(f"{c.field}: {c.old} -> {c.new}" for c in action.changes) or "-"
             issue = action.issue_iid or "new"
@@ -268,7 +268,7 @@ class OpportunitySync:
         writes = [action for action in actions if action.kind in ("create", "update", "flag", "unflag")]
         for action in actions:
             if action.kind not in ("create", "update", "flag", "unflag"):
-                self.summary.add(action.kind)
+                self.summary.add("not won" if action.kind == "skipped" else action.kind)
                 if action.kind == "unchanged":
                     self._audit(action.opportunity.id, "unchanged", f"issue #{action.issue_iid}")
                     self._adopt_if_needed(action, states)

@@ -1,0 +1,152 @@
+"""Benchmark: the opportunity sync's own code over HTTP against the stand-ins.
+
+1. Call counts: GitLab writes per new opportunity, Salesforce calls, and a run with nothing changed.
+2. Throughput under GitLab's limit: 2,000 new won opportunities, 100 ms injected latency per call
+   and a 600 requests/minute limit. The bound is (GitLab calls the run makes) / limit; the target
+   is elapsed <= 1.15 x bound, with no needless 429s.
+
+Run: .venv/bin/python bench/bench_opportunity_sync.py [--opportunities 2000] [--skip-throughput]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
+HOME = Path(tempfile.mkdtemp(prefix="bench-sync-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(HOME),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_PS_STATE": f"sqlite:///{HOME / 'state.db'}",
+    }
+)
+
+LIMIT_PER_MINUTE = 600
+LATENCY_MS = 100
+
+
+def salesforce_records(count: int) -> dict:
+    stamp = "2026-10-01T12:00:00.000+0000"
+    return {
+        "RecordType": [{"Id": "012000000000001AAA", "Name": "Professional Services Only"}],
+        "Account": [{"Id": "001000000000001AAA", "Name": "Benchmark Corp"}],
+        "Product2": [{"Id": "01t000000000001AAA", "Name": "GitLab Basics", "ProductCode": "GL-BAS"}],
+        "Opportunity": [
+            {
+                "Id": f"006000000{n:06d}AAA",
+                "Name": f"Deal {n}",
+                "AccountId": "001000000000001AAA",
+                "RecordTypeId": "012000000000001AAA",
+                "StageName": "Closed Won",
+                "CloseDate": "2026-10-01",
+                "Amount": 5000.0,
+                "SystemModstamp": stamp,
+            }
+            for n in range(count)
+        ],
+        "OpportunityLineItem": [
+            {
+                "OpportunityId": f"006000000{n:06d}AAA",
+                "Product2Id": "01t000000000001AAA",
+                "Quantity": 1.0,
+                "UnitPrice": 5000.0,
+            }
+            for n in range(count)
+        ],
+    }
+
+
+def run_sync(config: dict):
+    from ps_integrations.domain.opportunity_sync import SyncConfig
+    from ps_integrations.hooks.gitlab import GitLabHook
+    from ps_integrations.hooks.salesforce import SalesforceHook
+    from ps_integrations.jobs.opportunity_sync import OpportunitySync, Window
+    from ps_integrations.state_store import StateStore
+
+    store = StateStore()
+    store.apply_schema()
+    job = OpportunitySync(
+        SalesforceHook(), GitLabHook(), store, SyncConfig.from_mapping(config), "bench", f"bench-{time.time()}"
+    )
+    window = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
+    started = time.monotonic()
+    summary = job.run(window)
+    return time.monotonic() - started, summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--opportunities", type=int, default=2000)
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+
+    from sandbox.core.faults import FaultConfig
+    from sandbox.core.server import SandboxServer
+    from sandbox.seeds import load_seed_file
+
+    seed = load_seed_file()
+    seed["salesforce"] = {"users": seed["salesforce"]["users"], "records": salesforce_records(200)}
+    server = SandboxServer(seed, state_dir=HOME / "sandbox").start()
+    for conn_id, definition in server.airflow_connections().items():
+        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(definition)
+    gitlab, salesforce = server.standin("gitlab"), server.standin("salesforce")
+    config = {"writeback_field": "GitLab_Issue_URL__c", "gitlab_requests_per_minute": 100_000}
+    try:
+        print("== Call counts (200 new won opportunities, write-back on) ==")
+        elapsed, summary = run_sync(config)
+        counts, sf_counts = gitlab.call_counts(), salesforce.call_counts()
+        creates = counts.get("create_issue", 0)
+        print(f"summary: {summary.line()}")
+        print(f"GitLab calls: {counts}")
+        print(f"Salesforce calls: {sf_counts}")
+        print(f"GitLab writes per new opportunity: {creates / 200:.2f} (target 1)")
+        print(
+            f"Salesforce write-back calls: {sf_counts.get('update_collection', 0)} for 200 records (sObject collections, 200 per call)"
+        )
+        gitlab.clear_call_counts()
+        salesforce.clear_call_counts()
+        run_sync(config)
+        writes = {k: v for k, v in gitlab.call_counts().items() if k in ("create_issue", "update_issue", "create_note")}
+        sf_queries = sum(v for k, v in salesforce.call_counts().items() if k.startswith("query"))
+        records_with_children = 200 * 2
+        print(
+            f"nothing changed: GitLab writes {sum(writes.values())} (target 0), Salesforce query calls {sf_queries} "
+            f"(minimum for {records_with_children} records+children at 2000/page: {-(-records_with_children // 2000)})"
+        )
+
+        if args.skip_throughput:
+            return 0
+        count = args.opportunities
+        print(
+            f"\n== Throughput: {count} new won opportunities, {LATENCY_MS} ms latency, GitLab limit {LIMIT_PER_MINUTE}/min =="
+        )
+        seed["salesforce"] = {"users": seed["salesforce"]["users"], "records": salesforce_records(count)}
+        server.load_seed(seed)
+        (HOME / "state.db").unlink()
+        gitlab.configure_faults(FaultConfig(latency_ms=LATENCY_MS, rate_limit_per_minute=LIMIT_PER_MINUTE))
+        elapsed, summary = run_sync({**config, "gitlab_requests_per_minute": LIMIT_PER_MINUTE, "concurrency": 8})
+        counts = gitlab.call_counts()
+        calls = sum(counts.values())
+        limited = gitlab.faults.injected.get("rate_limited", 0)
+        bound = calls / LIMIT_PER_MINUTE * 60
+        print(f"summary: {summary.line()}")
+        print(f"GitLab calls: {counts} (total {calls}); 429 answers: {limited}")
+        print(
+            f"elapsed {elapsed:.1f} s; bound set by the limit {bound:.1f} s; ratio {elapsed / bound:.3f} (target <= 1.15)"
+        )
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

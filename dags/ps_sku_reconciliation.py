@@ -1,0 +1,117 @@
+"""
+### SKU reconciliation: Zuora's product catalog against services.yml
+
+Daily. Reads Zuora's `Product`, `ProductRatePlan`, `ProductRatePlanCharge` and
+`ProductRatePlanChargeTier` (SOAP API; one ZOQL query each, joined here) and `services.yml` from its
+GitLab repository (or a local file), and reconciles them as of the data interval's end date: one
+row per SKU and currency with a status (`duplicate_sku`, `no_sku`, `missing_in_zuora`,
+`missing_in_services_yml`, `retired_in_zuora`, `not_yet_effective`, `price_mismatch`,
+`name_mismatch`, `match`), every problem, and both sides' values.
+
+Writes `sku_reconciliation/<as_of>/` to the exports store: `reconciliation.csv`,
+`reconciliation.xlsx` (Summary, Problems, All rows), `manifest.json` and a `README.md` data
+dictionary. Mails finance the counts and paths, and keeps exactly one issue in the finance project
+current while anything is not a `match` (closed when all is reconciled, reopened if drift returns).
+The summary says which problems are new and which were resolved since the previous `as_of`.
+A YAML syntax error in services.yml fails the run with file, line and column; an unusable entry is
+reported by id and reason, the rest are reconciled, and the run fails at the end.
+
+**Connections:** `zuora_default`, `gitlab_default` (services.yml and the finance issue), `ps_state`,
+`smtp_default`, and the exports connection.
+
+**Variables:** `ps_sku_reconciliation_config` (JSON, all optional): `services_yml_project`,
+`services_yml_path` (`data/services.yml`), `services_yml_ref` (`main`), `services_yml_local_path`
+(read a file instead of GitLab), `finance_project`, `finance_recipients`, `zuora_batch_size`
+(2000). Also `ps_exports_base`, `ps_exports_conn_id`, `ps_alert_recipients`.
+
+**Re-running and backfilling:** safe. A run recomputes and overwrites its `as_of` folder; the same
+inputs give byte-identical data files. The finance mail goes once per `as_of` and content; the
+finance issue is updated, never duplicated. Trigger with `as_of` (YYYY-MM-DD) and
+`services_yml_ref` to reconcile another date or catalog version;
+`airflow backfill create --dag-id ps_sku_reconciliation --from-date … --to-date …` re-creates a
+range of days.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+
+from ps_integrations.conventions import dag_tags, default_args
+
+CONFIG_VARIABLE = "ps_sku_reconciliation_config"
+
+
+@dag(
+    dag_id="ps_sku_reconciliation",
+    schedule=CronDataIntervalTimetable("0 6 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=dag_tags("zuora", "gitlab", "finance"),
+    default_args=default_args(),
+    dag_display_name="SKU reconciliation (Zuora ↔ services.yml)",
+    params={
+        "as_of": Param(
+            None, type=["null", "string"], format="date", description="Reconcile as of this date (YYYY-MM-DD)"
+        ),
+        "services_yml_ref": Param(None, type=["null", "string"], description="Branch, tag or commit of services.yml"),
+    },
+)
+def ps_sku_reconciliation():
+    @task(task_display_name="Prepare the state database")
+    def prepare() -> list[str]:
+        from ps_integrations.state_store import StateStore
+
+        return StateStore().apply_schema()
+
+    @task(task_display_name="Reconcile Zuora with services.yml and export")
+    def reconcile(_schema: list[str], **context) -> dict:
+        from datetime import date
+
+        import pendulum as clock
+        from airflow.sdk import Variable
+
+        from ps_integrations.exports import ExportStore
+        from ps_integrations.hooks.gitlab import GitLabHook
+        from ps_integrations.hooks.zuora import ZuoraHook
+        from ps_integrations.jobs.sku_reconciliation import ReconciliationConfig, SkuReconciliation
+        from ps_integrations.state_store import StateStore
+
+        params = context["params"]
+        end = context.get("data_interval_end")
+        start = context.get("data_interval_start")
+        if params["as_of"]:
+            as_of = date.fromisoformat(params["as_of"])
+        elif end is not None and start is not None and end > start:
+            as_of = end.date()
+        else:
+            as_of = clock.now("UTC").date()
+        config = ReconciliationConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
+        job = SkuReconciliation(
+            ZuoraHook(), GitLabHook(), StateStore(), ExportStore.from_variables(), config, context["run_id"]
+        )
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from ps_integrations.domain.services_catalog import CatalogSyntaxError
+
+        try:
+            summary = job.run(as_of, params["services_yml_ref"], clock.now("UTC"))
+        except CatalogSyntaxError as error:
+            raise AirflowFailException(str(error)) from error  # fix the file; retrying will not help
+        summary.note(f"as_of {as_of.isoformat()}")
+        return summary.to_dict()
+
+    @task(task_display_name="Summarise the run")
+    def summarize(result: dict, **context) -> str:
+        from ps_integrations.conventions import finish_run
+        from ps_integrations.run_summary import RunSummary
+        from ps_integrations.state_store import StateStore
+
+        return finish_run(RunSummary.from_dict(result), context, StateStore())
+
+    summarize(reconcile(prepare()))
+
+
+ps_sku_reconciliation()

@@ -1,0 +1,1 @@
+SELECT value FROM job_values WHERE job = :job AND name = :name
