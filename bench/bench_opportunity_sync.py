@@ -110,7 +110,8 @@ def main() -> int:
         print(f"Salesforce calls: {sf_counts}")
         print(f"GitLab writes per new opportunity: {creates / 200:.2f} (target 1)")
         print(
-            f"Salesforce write-back calls: {sf_counts.get('update_collection', 0)} for 200 records (sObject collections, 200 per call)"
+            f"Salesforce write-back calls: {sf_counts.get('update_collection', 0)} for 200 records "
+            "(sObject collections, 200 per call)"
         )
         gitlab.clear_call_counts()
         salesforce.clear_call_counts()
@@ -127,7 +128,8 @@ def main() -> int:
             return 0
         count = args.opportunities
         print(
-            f"\n== Throughput: {count} new won opportunities, {LATENCY_MS} ms latency, GitLab limit {LIMIT_PER_MINUTE}/min =="
+            f"\n== Throughput: {count} new won opportunities, {LATENCY_MS} ms latency, "
+            f"GitLab limit {LIMIT_PER_MINUTE}/min =="
         )
         seed["salesforce"] = {"users": seed["salesforce"]["users"], "records": salesforce_records(count)}
         server.load_seed(seed)
@@ -141,7 +143,8 @@ def main() -> int:
         print(f"summary: {summary.line()}")
         print(f"GitLab calls: {counts} (total {calls}); 429 answers: {limited}")
         print(
-            f"elapsed {elapsed:.1f} s; bound set by the limit {bound:.1f} s; ratio {elapsed / bound:.3f} (target <= 1.15)"
+            f"elapsed {elapsed:.1f} s; bound set by the limit {bound:.1f} s; "
+            f"ratio {elapsed / bound:.3f} (target <= 1.15)"
         )
     finally:
         server.stop()
