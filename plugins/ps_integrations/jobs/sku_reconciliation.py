@@ -330,7 +330,12 @@ class SkuReconciliation:
         try:
             project = self.gitlab.client.projects.get(self.config.finance_project, lazy=True)
             iid = self._value("finance_issue_iid")
-            issue = project.issues.get(int(iid)) if iid else None
+            issue = None
+            if iid:
+                try:
+                    issue = project.issues.get(int(iid))
+                except gitlab.exceptions.GitlabGetError:
+                    issue = None  # deleted or moved: look it up by its marker instead
             if issue is None:
                 found = [
                     i
