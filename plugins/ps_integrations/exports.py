@@ -57,6 +57,8 @@ class ExportFile:
 
 def format_value(value: Any) -> str:
     """Render one cell: ISO 8601 dates, plain decimals, ``true``/``false``, empty for None."""
+    if type(value) is str:  # the common case first: exports are mostly text
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -185,6 +185,7 @@ class GitLabBackend:
         self.links: dict[int, tuple[int, int, str]] = {}
         self.epics: dict[int, Epic] = {}
         self.timelogs: dict[int, Timelog] = {}
+        self.spent_by_issue: dict[int, int] = {}  # issue id -> seconds, kept with the timelogs
         self.commits: dict[int, dict[str, Commit]] = {}
         self.branches: dict[int, dict[str, str]] = {}
         self.notifications: list[dict[str, Any]] = []
@@ -450,6 +451,7 @@ class GitLabBackend:
             elif name == "remove_time_spent":
                 for timelog in [t for t in self.timelogs.values() if t.issue_id == issue.id]:
                     del self.timelogs[timelog.id]
+                self.spent_by_issue[issue.id] = 0
             elif name == "estimate":
                 issue.time_estimate = max(parse_duration(args) or 0, 0)
             elif name == "remove_estimate":
@@ -516,10 +518,11 @@ class GitLabBackend:
             created_at or self.clock(),
         )
         self.timelogs[timelog.id] = timelog
+        self.spent_by_issue[issue.id] = self.spent_by_issue.get(issue.id, 0) + seconds
         return timelog
 
     def time_stats(self, issue: Issue) -> dict[str, Any]:
-        spent = sum(timelog.time_spent for timelog in self.timelogs.values() if timelog.issue_id == issue.id)
+        spent = self.spent_by_issue.get(issue.id, 0)
         return {
             "time_estimate": issue.time_estimate,
             "total_time_spent": spent,

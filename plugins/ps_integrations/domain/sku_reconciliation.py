@@ -69,13 +69,10 @@ def join_zuora_catalog(
     charge_frame = pd.DataFrame(charges, columns=["Id", "ProductRatePlanId"])
     tier_frame = pd.DataFrame(tiers, columns=["Id", "ProductRatePlanChargeId", "Currency", "Price", "Tier"])
     plan_count = plan_frame.groupby("ProductId").size().to_dict() if len(plan_frame) else {}
-    if len(plan_frame):
-        starts = plan_frame["EffectiveStartDate"].map(_as_date)
-        ends = plan_frame["EffectiveEndDate"].map(_as_date)
-        mask = [_active(start, end, as_of) for start, end in zip(starts, ends, strict=True)]
-        active_plans = plan_frame[mask]
-    else:
-        active_plans = plan_frame
+    day = pd.Timestamp(as_of)
+    starts = pd.to_datetime(plan_frame["EffectiveStartDate"].astype("string").str[:10], errors="coerce")
+    ends = pd.to_datetime(plan_frame["EffectiveEndDate"].astype("string").str[:10], errors="coerce")
+    active_plans = plan_frame[(starts.isna() | (starts <= day)) & (ends.isna() | (day < ends))]
     first_tiers = tier_frame[(tier_frame["Tier"].isna()) | (tier_frame["Tier"].astype("float") == 1)]
     joined = (
         active_plans[["Id", "ProductId"]]
