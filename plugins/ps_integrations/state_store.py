@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,12 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at TEXT NOT NULL
 )
 """
+
+
+@lru_cache(maxsize=256)
+def _named_statements(name: str) -> tuple[str, ...]:
+    """The statements of ``include/sql/<name>.sql``, parsed once per process (sqlparse is slow)."""
+    return tuple(split_statements(StateStore.load_sql(name)))
 
 
 def split_statements(script: str) -> list[str]:
@@ -151,7 +157,7 @@ class StateStore:
         """Run the named SQL file (every statement in it); return the rows affected."""
         from sqlalchemy import text
 
-        statements = split_statements(self.load_sql(name))
+        statements = list(_named_statements(name))
         if connection is None:
             with self.transaction() as own:
                 return self._execute(own, statements, params, text)
@@ -171,7 +177,7 @@ class StateStore:
         """Rows of the named single-statement SQL file, as dicts."""
         from sqlalchemy import text
 
-        sql = self.load_sql(name)
+        sql = _named_statements(name)[0]
         if connection is None:
             with self.transaction() as own:
                 return [dict(row._mapping) for row in own.execute(text(sql), params or {})]

@@ -440,3 +440,19 @@ def test_runs_over_each_interval_give_the_same_end_state_as_one_run_over_the_ran
     run(dag, since=base.isoformat(), until=(base + timedelta(hours=2, minutes=15)).isoformat())
     assert end_state() == per_interval
     assert len(per_interval) == 12
+
+
+def test_a_change_that_leaves_the_modstamp_alone_is_picked_up_by_a_range_resync(dag, sync):
+    run(dag, **SINCE)
+    opportunity_id, issue = _opportunity(sync, 3)
+    salesforce = sync.standin("salesforce").backend
+    account_id = salesforce.records["Opportunity"][opportunity_id]["AccountId"]
+    SalesforceHook().update_record("Account", account_id, {"Name": "Renamed Holdings"})  # the opportunity's stamp is unchanged
+    window_end = datetime.now(UTC)
+
+    dag.test(logical_date=window_end.replace(second=0, microsecond=0) - timedelta(minutes=window_end.minute % 15), run_conf=DEFAULTS)
+    assert not issue.title.startswith("Renamed Holdings")
+
+    run(dag, **SINCE)
+    title = GitLabHook().client.projects.get(PROJECT).issues.get(issue.iid).title
+    assert title.startswith("Renamed Holdings")

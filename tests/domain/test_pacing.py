@@ -1,4 +1,4 @@
-"""The pacer spaces calls evenly below the limit, without bursts."""
+"""The pacer spaces calls evenly below the limit, with a bounded catch-up burst."""
 
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ from ps_integrations.pacing import Pacer
 class FakeClock:
     def __init__(self) -> None:
         self.now = 100.0
-        self.slept: list[float] = []
 
     def __call__(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
-        self.slept.append(round(seconds, 6))
         self.now += seconds
 
 
@@ -28,13 +26,25 @@ def test_calls_are_spaced_by_the_interval():
     assert clock.now == pytest.approx(100.3)
 
 
-def test_idle_time_is_not_saved_up_as_a_burst():
+def test_idle_time_is_not_saved_up_beyond_the_burst():
     clock = FakeClock()
-    pacer = Pacer(60, clock=clock, sleep=clock.sleep)
+    pacer = Pacer(60, burst=2, clock=clock, sleep=clock.sleep)
     pacer.wait()
-    clock.now += 10  # idle for ten intervals
-    assert pacer.wait() == 0.0
-    assert pacer.wait() == pytest.approx(1.0)
+    clock.now += 100  # idle for a long time
+    assert [round(pacer.wait(), 6) for _ in range(5)] == [0.0, 0.0, 0.0, 1.0, 1.0]
+
+
+def test_no_window_ever_holds_more_than_the_rate_plus_the_burst():
+    clock = FakeClock()
+    pacer = Pacer(600, burst=5, clock=clock, sleep=clock.sleep)
+    times = []
+    for number in range(2000):
+        if number % 100 == 0:
+            clock.now += 3  # a caller stalls now and then
+        pacer.wait()
+        times.append(clock.now)
+    worst = max(sum(1 for t in times if start <= t < start + 60) for start in times)
+    assert worst <= 600 + 5
 
 
 def test_limit_must_be_positive():

@@ -353,3 +353,15 @@ def test_test_connection(salesforce, sandbox, monkeypatch):
     _connection(monkeypatch, sandbox, security_token="nope")
     ok, message = SalesforceHook().test_connection()
     assert not ok and "INVALID_LOGIN" in message
+
+
+def test_existing_session_id_mode(salesforce, sandbox, monkeypatch):
+    session = SalesforceHook().get_conn().session_id
+    _connection(monkeypatch, sandbox, session_id=session, instance_url=sandbox.url("salesforce"), security_token=None)
+    hook = SalesforceHook()
+    assert list(hook.query_records("SELECT Id FROM User LIMIT 1"))
+    assert hook.logins == 0
+    admin(sandbox, "POST", "/salesforce/sessions/expire")
+    with pytest.raises(SalesforceApiError) as raised:
+        list(hook.query_records("SELECT Id FROM User LIMIT 1"))
+    assert raised.value.code == "INVALID_SESSION_ID"  # a given session cannot be renewed: say so

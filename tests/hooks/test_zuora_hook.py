@@ -79,14 +79,19 @@ def test_products_carry_the_real_services_yml_skus(zuora):
 
 
 @pytest.mark.parametrize(
-    ("batch_size", "calls"), [(0, {"query": 1}), (100, {"query": 1, "queryMore": 2}), (2000, {"query": 1})]
+    ("batch_size", "products", "calls"),
+    [
+        (0, 1400, {"query": 1, "queryMore": 2}),  # 0 means 2000: 4200 plans in pages of 2000, 2000, 200
+        (100, 100, {"query": 1, "queryMore": 2}),  # 300 plans in pages of 100
+        (2000, 1400, {"query": 1, "queryMore": 2}),
+    ],
 )
-def test_paging_across_pages_for_each_batch_size(zuora, sandbox, batch_size, calls):
-    _seed(sandbox, catalog="none", generate_products=100)  # 300 rate plans
+def test_paging_across_three_pages_for_each_batch_size(zuora, sandbox, batch_size, products, calls):
+    _seed(sandbox, catalog="none", generate_products=products)  # 3 rate plans per product
     zuora_hook = hook()
     plans = list(zuora_hook.query("select Id, Name, ProductId from ProductRatePlan", batch_size=batch_size))
 
-    assert len(plans) == len({plan["Id"] for plan in plans}) == 300
+    assert len(plans) == len({plan["Id"] for plan in plans}) == 3 * products
     assert {key: value for key, value in zuora.call_counts().items() if key != "login"} == calls
     assert zuora_hook.calls == {"login": 1, **calls}
 

@@ -204,7 +204,7 @@ class OpportunitySync:
     @cached_property
     def _pacer(self) -> Pacer:
         # 98% of the configured limit: even spacing never fills GitLab's window, even with skew.
-        return Pacer(max(1.0, self.config.gitlab_requests_per_minute * 0.98))
+        return Pacer(max(1.0, self.config.gitlab_requests_per_minute * 0.98), burst=5)
 
     def _gitlab(self, call: Callable[[], Any]) -> Any:
         import gitlab.exceptions
