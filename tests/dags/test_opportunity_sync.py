@@ -447,10 +447,15 @@ def test_a_change_that_leaves_the_modstamp_alone_is_picked_up_by_a_range_resync(
     opportunity_id, issue = _opportunity(sync, 3)
     salesforce = sync.standin("salesforce").backend
     account_id = salesforce.records["Opportunity"][opportunity_id]["AccountId"]
-    SalesforceHook().update_record("Account", account_id, {"Name": "Renamed Holdings"})  # the opportunity's stamp is unchanged
+    SalesforceHook().update_record(
+        "Account", account_id, {"Name": "Renamed Holdings"}
+    )  # the opportunity's stamp is unchanged
     window_end = datetime.now(UTC)
 
-    dag.test(logical_date=window_end.replace(second=0, microsecond=0) - timedelta(minutes=window_end.minute % 15), run_conf=DEFAULTS)
+    dag.test(
+        logical_date=window_end.replace(second=0, microsecond=0) - timedelta(minutes=window_end.minute % 15),
+        run_conf=DEFAULTS,
+    )
     assert not issue.title.startswith("Renamed Holdings")
 
     run(dag, **SINCE)

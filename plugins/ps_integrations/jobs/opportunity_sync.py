@@ -272,11 +272,12 @@ class OpportunitySync:
                 if action.kind == "unchanged":
                     self._audit(action.opportunity.id, "unchanged", f"issue #{action.issue_iid}")
                     self._adopt_if_needed(action, states)
-        for action in writes:
-            if action.kind == "create":
-                # Recorded before the POST: a crash after it leaves "creating", which the next run
-                # resolves through the marker index instead of creating a second issue.
-                self._save(action, states, status="creating")
+        # Recorded before the POSTs, in one transaction: a crash after a POST leaves "creating",
+        # which the next run resolves through the marker index instead of creating a second issue.
+        creating = [self._row(action, states, "creating") for action in writes if action.kind == "create"]
+        if creating:
+            self.store.execute("opportunity_sync/upsert_state", creating)
+            states.update({row["opportunity_id"]: row for row in creating})
         workers = max(1, min(self.config.concurrency, len(writes)))
         writeback: dict[str, dict[str, Any]] = {}
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gitlab") as pool:
@@ -377,6 +378,12 @@ class OpportunitySync:
     def _save(
         self, action: Action, states: dict[str, Any], status: str, issue_url: str | None = None
     ) -> dict[str, Any]:
+        row = self._row(action, states, status, issue_url)
+        self.store.execute("opportunity_sync/upsert_state", row)
+        states[action.opportunity.id] = row
+        return row
+
+    def _row(self, action: Action, states: dict[str, Any], status: str, issue_url: str | None = None) -> dict[str, Any]:
         opportunity, content = action.opportunity, action.content
         previous = dict(states.get(opportunity.id) or {})
         flagged = {"flagged": 1, "synced": 0}.get(status, previous.get("flagged", 0))
@@ -406,8 +413,6 @@ class OpportunitySync:
         }
         if status == "creating":
             row["issue_iid"] = None
-        self.store.execute("opportunity_sync/upsert_state", row)
-        states[opportunity.id] = row
         return row
 
     def _fail(
