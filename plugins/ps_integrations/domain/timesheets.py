@@ -1,0 +1,271 @@
+"""Timesheet roll-up rules (issue #8): periods, rounding, approvals, categories, utilization,
+engagement progress and adjustments to locked periods. Pure: no I/O, no clock.
+
+This is the domain core; the DAG that fetches timelogs (GitLab GraphQL), approval issues (REST)
+and writes the finance exports builds on it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
+
+QUARTER = Decimal("0.25")
+HOURS_PER_DAY = Decimal(8)
+
+
+# --- periods -----------------------------------------------------------------------------------------
+@dataclass(frozen=True, order=True)
+class Period:
+    start: date
+    end: date  # exclusive
+    key: str  # 2026-W46 or 2026-11
+
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=offset) for offset in range((self.end - self.start).days)]
+
+
+def period_of(day: date, length: str = "week") -> Period:
+    """The period a business-local date falls in: ISO week (Monday start) or calendar month."""
+    if length == "week":
+        start = day - timedelta(days=day.weekday())
+        year, week, _ = start.isocalendar()
+        return Period(start, start + timedelta(days=7), f"{year}-W{week:02d}")
+    if length == "month":
+        start = day.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+        return Period(start, end, f"{start.year}-{start.month:02d}")
+    raise ValueError(f"period length must be 'week' or 'month', not {length!r}")
+
+
+def parse_period_key(key: str) -> Period:
+    """``2026-W46`` or ``2026-11`` -> the period."""
+    if "-W" in key:
+        year, week = key.split("-W")
+        return period_of(date.fromisocalendar(int(year), int(week), 1), "week")
+    year, month = key.split("-")
+    return period_of(date(int(year), int(month), 1), "month")
+
+
+def local_date(moment: datetime, business_timezone: str) -> date:
+    """The business-local date of an instant (``spentAt`` is UTC): midnight edges and DST included."""
+    if moment.tzinfo is None:
+        raise ValueError("timelog times must carry a time zone")
+    return moment.astimezone(ZoneInfo(business_timezone)).date()
+
+
+# --- hours -------------------------------------------------------------------------------------------
+def round_hours(seconds: int) -> Decimal:
+    """Seconds -> hours rounded to the nearest quarter hour, half up (away from zero for corrections)."""
+    hours = Decimal(seconds) / Decimal(3600)
+    quarters = (hours / QUARTER).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return quarters * QUARTER
+
+
+# --- approvals ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ApprovalLabels:
+    """Label names, lowest level first: manager, Head of PS, finance."""
+
+    period_prefix: str = "timesheet::"
+    levels: tuple[str, ...] = ("ManagerCertifiedTimesheet", "HeadOfPSApproved", "FinanceApproved")
+
+
+@dataclass(frozen=True)
+class ApprovalIssue:
+    iid: int
+    labels: tuple[str, ...]
+    assignees: tuple[str, ...]
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class Approval:
+    engineer: str | None
+    period: str | None
+    level: int  # 0 = none, 1 = manager, 2 = Head of PS, 3 = finance
+    trusted: bool
+    problem: str = ""
+    issue_iid: int | None = None
+
+
+def read_approval(issue: ApprovalIssue, labels: ApprovalLabels, engineers: set[str]) -> Approval:
+    """What an approval issue says, and whether it can be trusted.
+
+    Untrusted: no period label (or several), no engineer (or several), an engineer who is not a PS
+    engineer, or approval labels out of order (a higher level without every lower one).
+    """
+    periods = [label[len(labels.period_prefix) :] for label in issue.labels if label.startswith(labels.period_prefix)]
+    present = [level in issue.labels for level in labels.levels]
+    level = sum(present)
+    problems = []
+    if len(periods) != 1:
+        problems.append("no period label" if not periods else f"several period labels: {', '.join(periods)}")
+    if len(issue.assignees) != 1:
+        problems.append("no engineer assigned" if not issue.assignees else "several engineers assigned")
+    elif issue.assignees[0] not in engineers:
+        problems.append(f"{issue.assignees[0]} is not a PS engineer")
+    if present != sorted(present, reverse=True):
+        missing = [name for name, here in zip(labels.levels, present, strict=True) if not here]
+        problems.append(f"approval labels out of order: missing {missing[0]} below a higher level")
+    engineer = issue.assignees[0] if len(issue.assignees) == 1 else None
+    return Approval(
+        engineer, periods[0] if len(periods) == 1 else None, level, not problems, "; ".join(problems), issue.iid
+    )
+
+
+def approved_periods(approvals: Iterable[Approval], release_level: int) -> dict[tuple[str, str], Approval]:
+    """(engineer, period) -> the trusted approval that reached the release level."""
+    released: dict[tuple[str, str], Approval] = {}
+    for approval in approvals:
+        if approval.trusted and approval.level >= release_level and approval.engineer and approval.period:
+            released[(approval.engineer, approval.period)] = approval
+    return released
+
+
+# --- categories --------------------------------------------------------------------------------------
+BILLABLE_CATEGORY = "Project Work"
+NON_BILLABLE = ("PS Internal", "Internal Assisted", "Global Company Meetings", "PTO/Holidays")
+PTO_CATEGORY = "PTO/Holidays"
+
+
+def category_of(epic_title: str | None, is_engagement: bool) -> str:
+    """Engagement issues are Project Work; otherwise the issue's epic names the category."""
+    if is_engagement:
+        return BILLABLE_CATEGORY
+    if epic_title in (BILLABLE_CATEGORY, *NON_BILLABLE):
+        return str(epic_title)
+    return "Uncategorised"
+
+
+def is_billable(category: str) -> bool:
+    return category == BILLABLE_CATEGORY
+
+
+# --- utilization and progress ---------------------------------------------------------------------------
+ROLE_TARGETS = {
+    "engineer": Decimal("0.70"),
+    "project_manager": Decimal("0.70"),
+    "technical_architect": Decimal("0.55"),
+    "trainer": Decimal("0.55"),
+}
+
+
+@dataclass(frozen=True)
+class Utilization:
+    engineer: str
+    billable_hours: Decimal
+    available_hours: Decimal
+    utilization: Decimal | None  # share, 0-1+; None when nothing was available
+    target: Decimal | None
+    gap: Decimal | None  # utilization - target
+
+
+def working_days(period: Period, holidays: Iterable[date] = ()) -> int:
+    off = set(holidays)
+    return sum(1 for day in period.days() if day.weekday() < 5 and day not in off)
+
+
+def utilization(
+    engineer: str,
+    role: str | None,
+    billable_hours: Decimal,
+    pto_hours: Decimal,
+    period: Period,
+    holidays: Iterable[date] = (),
+    targets: Mapping[str, Decimal] = ROLE_TARGETS,
+) -> Utilization:
+    """Available = working days x 8 h minus PTO/holidays logged; utilization = billable / available."""
+    available = max(Decimal(working_days(period, holidays)) * HOURS_PER_DAY - pto_hours, Decimal(0))
+    share = (billable_hours / available).quantize(Decimal("0.0001")) if available else None
+    target = targets.get(role or "")
+    gap = (share - target).quantize(Decimal("0.0001")) if share is not None and target is not None else None
+    return Utilization(engineer, billable_hours, available, share, target, gap)
+
+
+@dataclass(frozen=True)
+class Progress:
+    engagement: str
+    budgeted_hours: Decimal | None
+    approved_hours: Decimal
+    percent_complete: Decimal | None  # capped at 100
+    over_budget: bool
+
+
+def progress(engagement: str, budgeted_hours: Decimal | None, approved_hours: Decimal) -> Progress:
+    if not budgeted_hours:
+        return Progress(engagement, budgeted_hours, approved_hours, None, False)
+    raw = approved_hours / budgeted_hours * 100
+    return Progress(
+        engagement, budgeted_hours, approved_hours, min(raw, Decimal(100)).quantize(Decimal("0.1")), raw > 100
+    )
+
+
+# --- locking and adjustments ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Entry:
+    """One rounded timelog as exported."""
+
+    timelog_id: str
+    engineer: str
+    day: date
+    engagement: str
+    category: str
+    hours: Decimal
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    timelog_id: str
+    engineer: str
+    change: str  # added, removed, edited
+    original_hours: Decimal | None
+    new_hours: Decimal | None
+    original_day: date | None
+    new_day: date | None
+
+
+def adjustments(exported: Sequence[Entry], current: Sequence[Entry]) -> list[Adjustment]:
+    """Differences between what a locked period exported and what the timelogs say now."""
+    before = {entry.timelog_id: entry for entry in exported}
+    after = {entry.timelog_id: entry for entry in current}
+    changes = []
+    for timelog_id in sorted(set(before) | set(after)):
+        old, new = before.get(timelog_id), after.get(timelog_id)
+        if old is None and new is not None:
+            changes.append(Adjustment(timelog_id, new.engineer, "added", None, new.hours, None, new.day))
+        elif new is None and old is not None:
+            changes.append(Adjustment(timelog_id, old.engineer, "removed", old.hours, None, old.day, None))
+        elif (
+            old is not None
+            and new is not None
+            and (old.hours, old.day, old.engagement) != (new.hours, new.day, new.engagement)
+        ):
+            changes.append(Adjustment(timelog_id, new.engineer, "edited", old.hours, new.hours, old.day, new.day))
+    return changes
+
+
+@dataclass
+class Totals:
+    by_engineer: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    billable: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    pto: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    corrections: list[Entry] = field(default_factory=list)
+
+
+def totals(entries: Iterable[Entry]) -> Totals:
+    """Sums of rounded entries per engineer (negative corrections netted and listed)."""
+    result = Totals()
+    for entry in entries:
+        result.by_engineer[entry.engineer] += entry.hours
+        if is_billable(entry.category):
+            result.billable[entry.engineer] += entry.hours
+        if entry.category == PTO_CATEGORY:
+            result.pto[entry.engineer] += entry.hours
+        if entry.hours < 0:
+            result.corrections.append(entry)
+    return result

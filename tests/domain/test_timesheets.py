@@ -1,0 +1,171 @@
+"""Timesheet roll-up rules against hand-computed cases."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+import pytest
+
+from ps_integrations.domain.timesheets import (
+    ApprovalIssue,
+    ApprovalLabels,
+    Entry,
+    adjustments,
+    approved_periods,
+    category_of,
+    local_date,
+    parse_period_key,
+    period_of,
+    progress,
+    read_approval,
+    round_hours,
+    totals,
+    utilization,
+    working_days,
+)
+
+LABELS = ApprovalLabels()
+ENGINEERS = {"amara.ps1", "bjorn.ps2"}
+
+
+@pytest.mark.parametrize(
+    ("seconds", "hours"),
+    [
+        (900, "0.25"),
+        (360, "0"),
+        (450, "0.25"),
+        (449, "0"),
+        (5400, "1.5"),
+        (-900, "-0.25"),
+        (-450, "-0.25"),
+        (3600 * 8, "8"),
+    ],
+)
+def test_quarter_hour_rounding_half_up(seconds, hours):
+    assert round_hours(seconds) == Decimal(hours)
+
+
+def test_periods():
+    assert period_of(date(2026, 11, 15)).key == "2026-W46"  # a Sunday belongs to the week that began Monday the 9th
+    assert period_of(date(2026, 11, 16)).start == date(2026, 11, 16)
+    assert period_of(date(2026, 11, 15), "month").key == "2026-11"
+    assert period_of(date(2026, 12, 31), "month").end == date(2027, 1, 1)
+    assert parse_period_key("2026-W46") == period_of(date(2026, 11, 9))
+    assert parse_period_key("2027-01") == period_of(date(2027, 1, 31), "month")
+    assert period_of(date(2026, 12, 31)).key == "2026-W53"
+
+
+@pytest.mark.parametrize(
+    ("utc", "zone", "expected"),
+    [
+        ("2026-11-15T23:30:00+00:00", "Europe/Berlin", date(2026, 11, 16)),  # Sunday night UTC is Monday in Berlin
+        ("2026-11-16T04:30:00+00:00", "America/Los_Angeles", date(2026, 11, 15)),
+        ("2026-03-29T00:30:00+00:00", "Europe/Berlin", date(2026, 3, 29)),  # the night the clocks go forward
+        ("2026-10-25T22:59:00+00:00", "Europe/Berlin", date(2026, 10, 25)),  # first hour after DST ends: UTC+1
+        ("2026-10-25T23:00:00+00:00", "Europe/Berlin", date(2026, 10, 26)),
+    ],
+)
+def test_business_dates_across_midnight_and_dst(utc, zone, expected):
+    assert local_date(datetime.fromisoformat(utc), zone) == expected
+
+
+def test_naive_times_are_refused():
+    with pytest.raises(ValueError, match="time zone"):
+        local_date(datetime(2026, 1, 1), "UTC")
+
+
+@pytest.mark.parametrize(
+    ("labels", "assignees", "level", "trusted", "problem"),
+    [
+        (("timesheet::2026-W46", "ManagerCertifiedTimesheet"), ("amara.ps1",), 1, True, ""),
+        (("timesheet::2026-W46", "ManagerCertifiedTimesheet", "HeadOfPSApproved"), ("amara.ps1",), 2, True, ""),
+        (("timesheet::2026-W46",), ("amara.ps1",), 0, True, ""),
+        (("timesheet::2026-W46", "HeadOfPSApproved"), ("amara.ps1",), 1, False, "out of order"),
+        (("timesheet::2026-W46", "ManagerCertifiedTimesheet"), (), 1, False, "no engineer"),
+        (("ManagerCertifiedTimesheet",), ("amara.ps1",), 1, False, "no period"),
+        (("timesheet::2026-W46", "ManagerCertifiedTimesheet"), ("finance-ops",), 1, False, "not a PS engineer"),
+    ],
+)
+def test_approvals_and_when_they_are_not_trusted(labels, assignees, level, trusted, problem):
+    approval = read_approval(ApprovalIssue(7, labels, assignees), LABELS, ENGINEERS)
+    assert (approval.level, approval.trusted) == (level, trusted)
+    assert problem in approval.problem
+
+
+def test_only_trusted_approvals_at_the_release_level_release_hours():
+    approvals = [
+        read_approval(
+            ApprovalIssue(1, ("timesheet::2026-W45", "ManagerCertifiedTimesheet", "HeadOfPSApproved"), ("amara.ps1",)),
+            LABELS,
+            ENGINEERS,
+        ),
+        read_approval(
+            ApprovalIssue(2, ("timesheet::2026-W46", "ManagerCertifiedTimesheet"), ("amara.ps1",)), LABELS, ENGINEERS
+        ),
+        read_approval(ApprovalIssue(3, ("timesheet::2026-W45", "HeadOfPSApproved"), ("bjorn.ps2",)), LABELS, ENGINEERS),
+    ]
+    assert set(approved_periods(approvals, release_level=2)) == {("amara.ps1", "2026-W45")}
+    assert set(approved_periods(approvals, release_level=1)) == {("amara.ps1", "2026-W45"), ("amara.ps1", "2026-W46")}
+
+
+def test_categories():
+    assert category_of(None, is_engagement=True) == "Project Work"
+    assert category_of("PTO/Holidays", is_engagement=False) == "PTO/Holidays"
+    assert category_of("Something else", is_engagement=False) == "Uncategorised"
+
+
+def test_utilization_hand_computed():
+    week = period_of(date(2026, 11, 9))
+    assert working_days(week) == 5
+    # 5 days x 8 h = 40 h, minus 8 h PTO = 32 h available; 24 billable -> 75%, target 70% -> +5 points
+    result = utilization("amara.ps1", "engineer", Decimal(24), Decimal(8), week)
+    assert (result.available_hours, result.utilization, result.target, result.gap) == (
+        Decimal(32),
+        Decimal("0.75"),
+        Decimal("0.70"),
+        Decimal("0.05"),
+    )
+    trainer = utilization("bjorn.ps2", "trainer", Decimal(11), Decimal(0), week, holidays=[date(2026, 11, 11)])
+    assert (trainer.available_hours, trainer.utilization, trainer.gap) == (
+        Decimal(32),
+        Decimal("0.3438"),
+        Decimal("-0.2062"),
+    )
+    away = utilization("bjorn.ps2", "trainer", Decimal(0), Decimal(40), week)
+    assert (away.available_hours, away.utilization, away.gap) == (Decimal(0), None, None)
+
+
+def test_progress_is_capped_and_flagged():
+    assert progress("e", Decimal(40), Decimal(10)).percent_complete == Decimal("25.0")
+    over = progress("e", Decimal(40), Decimal(50))
+    assert (over.percent_complete, over.over_budget) == (Decimal("100.0"), True)
+    assert progress("e", None, Decimal(5)).percent_complete is None
+
+
+def test_totals_net_negative_corrections_and_list_them():
+    entries = [
+        Entry("1", "amara.ps1", date(2026, 11, 9), "https://x/1", "Project Work", Decimal("2.5")),
+        Entry("2", "amara.ps1", date(2026, 11, 9), "https://x/1", "Project Work", Decimal("-0.25")),
+        Entry("3", "amara.ps1", date(2026, 11, 10), "", "PTO/Holidays", Decimal(8)),
+    ]
+    result = totals(entries)
+    assert result.billable["amara.ps1"] == Decimal("2.25")
+    assert result.pto["amara.ps1"] == Decimal(8)
+    assert [entry.timelog_id for entry in result.corrections] == ["2"]
+
+
+def test_adjustments_to_a_locked_period():
+    exported = [
+        Entry("1", "amara.ps1", date(2026, 11, 9), "e1", "Project Work", Decimal(2)),
+        Entry("2", "amara.ps1", date(2026, 11, 10), "e1", "Project Work", Decimal(3)),
+    ]
+    current = [
+        Entry("1", "amara.ps1", date(2026, 11, 9), "e1", "Project Work", Decimal("2.5")),
+        Entry("3", "amara.ps1", date(2026, 11, 11), "e1", "Project Work", Decimal(1)),
+    ]
+    assert [(a.timelog_id, a.change, a.original_hours, a.new_hours) for a in adjustments(exported, current)] == [
+        ("1", "edited", Decimal(2), Decimal("2.5")),
+        ("2", "removed", Decimal(3), None),
+        ("3", "added", None, Decimal(1)),
+    ]
