@@ -43,7 +43,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from ps_integrations.conventions import dag_tags, default_args
+from ps_integrations.conventions import dag_tags, default_args, summarize_task
 
 CONFIG_VARIABLE = "ps_opportunity_sync_config"
 
@@ -123,15 +123,7 @@ def ps_opportunity_sync():
             summary.note(f"window {window.start.isoformat()} to {window.end.isoformat()}")
         return summary.to_dict()
 
-    @task(task_display_name="Summarise the run")
-    def summarize(result: dict, **context) -> str:
-        from ps_integrations.conventions import finish_run
-        from ps_integrations.run_summary import RunSummary
-        from ps_integrations.state_store import StateStore
-
-        return finish_run(RunSummary.from_dict(result), context, StateStore())
-
-    summarize(sync_opportunities(prepare()))
+    summarize_task()(sync_opportunities(prepare()))
 
 
 ps_opportunity_sync()

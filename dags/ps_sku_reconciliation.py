@@ -37,7 +37,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from ps_integrations.conventions import dag_tags, default_args
+from ps_integrations.conventions import dag_tags, default_args, summarize_task
 
 CONFIG_VARIABLE = "ps_sku_reconciliation_config"
 
@@ -103,15 +103,7 @@ def ps_sku_reconciliation():
         summary.note(f"as_of {as_of.isoformat()}")
         return summary.to_dict()
 
-    @task(task_display_name="Summarise the run")
-    def summarize(result: dict, **context) -> str:
-        from ps_integrations.conventions import finish_run
-        from ps_integrations.run_summary import RunSummary
-        from ps_integrations.state_store import StateStore
-
-        return finish_run(RunSummary.from_dict(result), context, StateStore())
-
-    summarize(reconcile(prepare()))
+    summarize_task()(reconcile(prepare()))
 
 
 ps_sku_reconciliation()

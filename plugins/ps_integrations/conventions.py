@@ -111,3 +111,17 @@ def finish_run(summary: RunSummary, context: Any, state_store: Any | None = None
         # Fail without retrying this task: the records are retried by the next run, not by a retry.
         raise AirflowFailException(str(error)) from error
     return line
+
+
+def summarize_task() -> Any:
+    """The last task of a DAG whose work task returns ``RunSummary.to_dict()``: logs and returns
+    the summary line, records the run, and fails (without retry) naming every skipped record."""
+    from airflow.sdk import task
+
+    @task(task_display_name="Summarise the run")
+    def summarize(result: dict, **context: Any) -> str:
+        from ps_integrations.state_store import StateStore
+
+        return finish_run(RunSummary.from_dict(result), context, StateStore())
+
+    return summarize

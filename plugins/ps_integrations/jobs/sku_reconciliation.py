@@ -79,6 +79,19 @@ class ReconciliationConfig:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """What one reconciliation found, for the finance mail and issue."""
+
+    as_of: date
+    problems: list[dict[str, Any]]
+    counts: dict[str, int]
+    paths: list[str]
+    new: list[tuple[str, str, str]]
+    resolved: list[tuple[str, str, str]]
+    invalid: Any
+
+
+@dataclass(frozen=True)
 class CatalogSource:
     text: str
     source: str
@@ -207,8 +220,9 @@ class SkuReconciliation:
         new, resolved = self._record_and_compare(as_of, rows, source, counts, folder)
         self.summary.note(f"since the previous as_of: {len(new)} new problem(s), {len(resolved)} resolved")
         problems = [row for row in rows if row["status"] != "match"]
-        self._finance_issue(as_of, problems, counts, paths, new, resolved, catalog.invalid)
-        self._mail_finance(as_of, counts, paths, new, resolved)
+        outcome = Outcome(as_of, problems, counts, paths, new, resolved, catalog.invalid)
+        self._finance_issue(outcome)
+        self._mail_finance(outcome)
         return self.summary
 
     # --- drift ------------------------------------------------------------------------------------
@@ -267,16 +281,9 @@ class SkuReconciliation:
             {"job": JOB, "name": name, "value": value, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")},
         )
 
-    def _issue_body(
-        self,
-        as_of: date,
-        problems: list[dict[str, Any]],
-        counts: dict[str, int],
-        paths: list[str],
-        new: list,
-        resolved: list,
-        invalid: Any,
-    ) -> str:
+    def _issue_body(self, outcome: Outcome) -> str:
+        as_of, problems, counts, paths = outcome.as_of, outcome.problems, outcome.counts, outcome.paths
+        new, resolved, invalid = outcome.new, outcome.resolved, outcome.invalid
         lines = [
             f"## SKU reconciliation as of {as_of.isoformat()}",
             "",
@@ -315,16 +322,8 @@ class SkuReconciliation:
         lines += ["", "Export: " + ", ".join(f"`{path}`" for path in paths), "", ISSUE_MARKER]
         return "\n".join(lines)
 
-    def _finance_issue(
-        self,
-        as_of: date,
-        problems: list[dict[str, Any]],
-        counts: dict[str, int],
-        paths: list[str],
-        new: list,
-        resolved: list,
-        invalid: Any,
-    ) -> None:
+    def _finance_issue(self, outcome: Outcome) -> None:
+        as_of, problems, invalid = outcome.as_of, outcome.problems, outcome.invalid
         import gitlab.exceptions
 
         try:
@@ -346,7 +345,7 @@ class SkuReconciliation:
                 ]
                 issue = sorted(found, key=lambda i: i.iid)[0] if found else None
             if problems or invalid:
-                body = self._issue_body(as_of, problems, counts, paths, new, resolved, invalid)
+                body = self._issue_body(outcome)
                 title = f"SKU reconciliation: {len(problems)} problem row(s) between Zuora and services.yml"
                 if issue is None:
                     issue = project.issues.create(
@@ -375,7 +374,14 @@ class SkuReconciliation:
                 RecordFailure("GitLab", f"finance issue in {self.config.finance_project}", str(error.error_message))
             )
 
-    def _mail_finance(self, as_of: date, counts: dict[str, int], paths: list[str], new: list, resolved: list) -> None:
+    def _mail_finance(self, outcome: Outcome) -> None:
+        as_of, counts, paths, new, resolved = (
+            outcome.as_of,
+            outcome.counts,
+            outcome.paths,
+            outcome.new,
+            outcome.resolved,
+        )
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 
         content = json.dumps(
