@@ -461,3 +461,9 @@ def test_a_change_that_leaves_the_modstamp_alone_is_picked_up_by_a_range_resync(
     run(dag, **SINCE)
     title = GitLabHook().client.projects.get(PROJECT).issues.get(issue.iid).title
     assert title.startswith("Renamed Holdings")
+
+
+def test_summary_warns_when_salesforce_api_usage_passes_80_percent(dag, sync):
+    load_salesforce(sync, daily_api_limit=100, api_usage=85, generate={"opportunities": 10, "random_seed": 2})
+    run(dag, **SINCE)
+    assert "WARNING Salesforce API usage 87/100 (87%), above 80%" in last_summary()
