@@ -10,15 +10,22 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from ps_integrations.domain.timesheets import (
     ApprovalIssue,
     Entry,
+    Period,
     category_of,
+    is_billable,
     local_date,
+    progress,
     round_hours,
+    totals,
+    utilization,
 )
+from ps_integrations.exports import Column, ExportFile, csv_file
 
 log = logging.getLogger(__name__)
 
@@ -112,3 +119,173 @@ def fetch_approval_issues(gitlab: Any, project_path: str, period_prefix: str) ->
         assignees = tuple(str(assignee["username"]) for assignee in (issue.assignees or []))
         issues.append(ApprovalIssue(int(issue.iid), labels, assignees, issue.web_url))
     return issues
+
+
+# --- the export of one period ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EngagementInfo:
+    """What finance needs about an engagement issue (from the opportunity it was synced from)."""
+
+    url: str
+    opportunity_id: str = ""
+    account: str = ""
+    sku: str = ""
+    budgeted_hours: Decimal | None = None
+    time_and_materials: bool = False
+
+
+APPROVED_HOURS_COLUMNS = (
+    Column("engineer", "GitLab username of the engineer"),
+    Column("period", "Timesheet period (ISO week 2026-W46 or month 2026-11)"),
+    Column("date", "Business-local date the time was spent, ISO 8601"),
+    Column("engagement", "Engagement issue URL (internal categories: the category issue)"),
+    Column("opportunity_id", "Salesforce opportunity Id of the engagement, if any"),
+    Column("account", "Customer account"),
+    Column("sku", "Main SKU of the engagement"),
+    Column("category", "Project Work, PS Internal, Internal Assisted, Global Company Meetings or PTO/Holidays"),
+    Column("billable", "true when the hours are billable"),
+    Column("hours", "Hours, rounded to the quarter hour (negative: a correction)"),
+)
+UTILIZATION_COLUMNS = (
+    Column("engineer", "GitLab username"),
+    Column("role", "engineer, project_manager, technical_architect or trainer"),
+    Column("period", "Timesheet period"),
+    Column("billable_hours", "Approved billable hours in the period"),
+    Column("available_hours", "Working days x 8 h minus PTO/holiday hours"),
+    Column("utilization_pct", "billable / available, percent"),
+    Column("target_pct", "Target for the role, percent"),
+    Column("gap_pct", "utilization minus target, percentage points"),
+)
+PROGRESS_COLUMNS = (
+    Column("engagement", "Engagement issue URL"),
+    Column("opportunity_id", "Salesforce opportunity Id"),
+    Column("account", "Customer account"),
+    Column("budgeted_hours", "Budgeted hours of the engagement"),
+    Column("approved_hours_to_date", "Approved hours up to and including this period"),
+    Column("percent_complete", "approved / budgeted, capped at 100"),
+    Column("over_budget", "true when approved hours passed the budget"),
+    Column("billing", "fixed_price or time_and_materials"),
+    Column("hourly_rate", "Rate card rate for time-and-materials hours of this period"),
+    Column("currency", "ISO 4217 currency of hourly_rate and revenue_to_release"),
+    Column("revenue_to_release", "Time and materials: this period's approved hours x rate"),
+)
+FINDINGS_COLUMNS = (
+    Column("engineer", "GitLab username (empty when the finding names none)"),
+    Column("period", "Timesheet period"),
+    Column("kind", "under_minimum, closed_engagement, unknown_engagement, future_dated, no_issue, untrusted_approval"),
+    Column("detail", "What was found"),
+)
+
+
+def period_export(
+    period: Period,
+    entries: list[Entry],
+    roles: dict[str, str],
+    engagements: dict[str, EngagementInfo],
+    hours_to_date: dict[str, Decimal],
+    findings: list[tuple[str, str, str]],
+    rate_card: dict[str, Decimal],
+    currency: str = "USD",
+    weekly_minimum: Decimal = Decimal(40),
+) -> list[ExportFile]:
+    """The data files of one period's export (the caller adds the manifest and README)."""
+    summed = totals(entries)
+    hours_rows = [
+        {
+            "engineer": entry.engineer,
+            "period": period.key,
+            "date": entry.day,
+            "engagement": entry.engagement,
+            "opportunity_id": engagements.get(entry.engagement, EngagementInfo(entry.engagement)).opportunity_id,
+            "account": engagements.get(entry.engagement, EngagementInfo(entry.engagement)).account,
+            "sku": engagements.get(entry.engagement, EngagementInfo(entry.engagement)).sku,
+            "category": entry.category,
+            "billable": is_billable(entry.category),
+            "hours": entry.hours,
+        }
+        for entry in sorted(entries, key=lambda e: (e.engineer, e.day, e.engagement, e.timelog_id))
+    ]
+    utilization_rows = []
+    all_findings = list(findings)
+    for engineer in sorted(summed.by_engineer):
+        result = utilization(
+            engineer,
+            roles.get(engineer),
+            summed.billable.get(engineer, Decimal(0)),
+            summed.pto.get(engineer, Decimal(0)),
+            period,
+        )
+        utilization_rows.append(
+            {
+                "engineer": engineer,
+                "role": roles.get(engineer, ""),
+                "period": period.key,
+                "billable_hours": result.billable_hours,
+                "available_hours": result.available_hours,
+                "utilization_pct": None
+                if result.utilization is None
+                else (result.utilization * 100).quantize(Decimal("0.01")),
+                "target_pct": None if result.target is None else (result.target * 100).quantize(Decimal("0.01")),
+                "gap_pct": None if result.gap is None else (result.gap * 100).quantize(Decimal("0.01")),
+            }
+        )
+        if period.key.count("-W") and summed.by_engineer[engineer] < weekly_minimum:
+            all_findings.append(
+                (engineer, "under_minimum", f"{summed.by_engineer[engineer]} h logged, minimum {weekly_minimum} h")
+            )
+    period_billable: dict[str, Decimal] = {}
+    for entry in entries:
+        if is_billable(entry.category):
+            period_billable[entry.engagement] = period_billable.get(entry.engagement, Decimal(0)) + entry.hours
+    progress_rows = []
+    for url in sorted(period_billable):
+        info = engagements.get(url, EngagementInfo(url))
+        done = progress(url, info.budgeted_hours, hours_to_date.get(url, period_billable[url]))
+        rate = rate_card.get("time_and_materials") if info.time_and_materials else None
+        progress_rows.append(
+            {
+                "engagement": url,
+                "opportunity_id": info.opportunity_id,
+                "account": info.account,
+                "budgeted_hours": info.budgeted_hours,
+                "approved_hours_to_date": done.approved_hours,
+                "percent_complete": done.percent_complete,
+                "over_budget": done.over_budget,
+                "billing": "time_and_materials" if info.time_and_materials else "fixed_price",
+                "hourly_rate": rate,
+                "currency": currency if rate is not None else "",
+                "revenue_to_release": (period_billable[url] * rate).quantize(Decimal("0.01"))
+                if rate is not None
+                else None,
+            }
+        )
+    finding_rows = [
+        {"engineer": engineer, "period": period.key, "kind": kind, "detail": detail}
+        for engineer, kind, detail in sorted(all_findings)
+    ]
+    return [
+        csv_file(
+            "approved_hours.csv",
+            "Every approved timelog of the period, rounded to the quarter hour.",
+            APPROVED_HOURS_COLUMNS,
+            hours_rows,
+        ),
+        csv_file(
+            "utilization.csv",
+            "Per engineer: billable and available hours, utilization against the role target.",
+            UTILIZATION_COLUMNS,
+            utilization_rows,
+        ),
+        csv_file(
+            "engagement_progress.csv",
+            "Per engagement: budget, approved hours to date, percent complete, revenue to release.",
+            PROGRESS_COLUMNS,
+            progress_rows,
+        ),
+        csv_file(
+            "findings.csv",
+            "What needs a look: low weeks, time on closed or unknown engagements, odd entries, untrusted approvals.",
+            FINDINGS_COLUMNS,
+            finding_rows,
+        ),
+    ]

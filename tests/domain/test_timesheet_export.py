@@ -1,0 +1,105 @@
+"""One period's export files, checked against hand-computed values."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+from decimal import Decimal
+
+from ps_integrations.domain.timesheets import Entry, period_of
+from ps_integrations.jobs.timesheets import EngagementInfo, period_export
+
+WEEK = period_of(date(2026, 11, 9))
+ACME = "https://gitlab.example/ps/engagements/-/issues/1"
+EMBED = "https://gitlab.example/ps/engagements/-/issues/2"
+
+
+def table(files, name):
+    [export] = [f for f in files if f.name == name]
+    return list(csv.DictReader(io.StringIO(export.content.decode("utf-8"))))
+
+
+def build():
+    entries = [
+        Entry("1", "amara.ps1", date(2026, 11, 9), ACME, "Project Work", Decimal(6)),
+        Entry("2", "amara.ps1", date(2026, 11, 10), EMBED, "Project Work", Decimal(8)),
+        Entry("3", "amara.ps1", date(2026, 11, 10), EMBED, "Project Work", Decimal("-0.25")),
+        Entry("4", "amara.ps1", date(2026, 11, 11), "https://x/internal", "PS Internal", Decimal(8)),
+        Entry("5", "amara.ps1", date(2026, 11, 12), "https://x/pto", "PTO/Holidays", Decimal(8)),
+        Entry("6", "bjorn.ps2", date(2026, 11, 9), ACME, "Project Work", Decimal(30)),
+    ]
+    engagements = {
+        ACME: EngagementInfo(ACME, "006A", "Acme", "GL-IMPL-QS", Decimal(40)),
+        EMBED: EngagementInfo(EMBED, "006B", "Initech", "GL-ENGR-3", Decimal(500), time_and_materials=True),
+    }
+    return period_export(
+        WEEK,
+        entries,
+        {"amara.ps1": "engineer", "bjorn.ps2": "trainer"},
+        engagements,
+        {ACME: Decimal(45), EMBED: Decimal("7.75")},
+        [("bjorn.ps2", "untrusted_approval", "issue #7: approval labels out of order")],
+        {"time_and_materials": Decimal(250)},
+    )
+
+
+def test_approved_hours_carry_engagement_and_billable_flag():
+    rows = table(build(), "approved_hours.csv")
+    assert len(rows) == 6
+    first = rows[0]
+    assert (
+        first["engineer"],
+        first["period"],
+        first["date"],
+        first["opportunity_id"],
+        first["account"],
+        first["sku"],
+        first["billable"],
+        first["hours"],
+    ) == ("amara.ps1", "2026-W46", "2026-11-09", "006A", "Acme", "GL-IMPL-QS", "true", "6")
+    assert [row["hours"] for row in rows if row["engineer"] == "amara.ps1"] == ["6", "8", "-0.25", "8", "8"]
+
+
+def test_utilization_hand_computed():
+    rows = {row["engineer"]: row for row in table(build(), "utilization.csv")}
+    # amara: billable 6 + 8 - 0.25 = 13.75; available 40 - 8 PTO = 32; 42.97%; target 70% -> -27.03
+    assert (rows["amara.ps1"]["billable_hours"], rows["amara.ps1"]["available_hours"]) == ("13.75", "32")
+    assert (rows["amara.ps1"]["utilization_pct"], rows["amara.ps1"]["target_pct"], rows["amara.ps1"]["gap_pct"]) == (
+        "42.97",
+        "70.00",
+        "-27.03",
+    )
+    # bjorn (trainer): 30 / 40 = 75%, target 55% -> +20
+    assert (rows["bjorn.ps2"]["utilization_pct"], rows["bjorn.ps2"]["gap_pct"]) == ("75.00", "20.00")
+
+
+def test_progress_caps_flags_and_releases_time_and_materials_revenue():
+    rows = {row["engagement"]: row for row in table(build(), "engagement_progress.csv")}
+    assert (rows[ACME]["percent_complete"], rows[ACME]["over_budget"], rows[ACME]["billing"]) == (
+        "100.0",
+        "true",
+        "fixed_price",
+    )
+    embedded = rows[EMBED]
+    assert (embedded["approved_hours_to_date"], embedded["percent_complete"], embedded["billing"]) == (
+        "7.75",
+        "1.6",
+        "time_and_materials",
+    )
+    assert (embedded["hourly_rate"], embedded["currency"], embedded["revenue_to_release"]) == ("250", "USD", "1937.50")
+    assert rows[ACME]["revenue_to_release"] == "" and rows[ACME]["currency"] == ""
+
+
+def test_findings_include_low_weeks_and_given_findings():
+    rows = table(build(), "findings.csv")
+    assert [(row["engineer"], row["kind"]) for row in rows] == [
+        ("amara.ps1", "under_minimum"),
+        ("bjorn.ps2", "under_minimum"),
+        ("bjorn.ps2", "untrusted_approval"),
+    ]
+    assert rows[0]["detail"] == "29.75 h logged, minimum 40 h"  # 6 + 8 - 0.25 + 8 internal + 8 PTO
+
+
+def test_identical_inputs_give_identical_bytes():
+    assert [f.content for f in build()] == [f.content for f in build()]
