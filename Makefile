@@ -14,6 +14,7 @@ $(STAMP): requirements.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 # Re-resolve requirements.txt from scratch and freeze the result as the project's constraints.
