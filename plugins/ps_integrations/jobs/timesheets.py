@@ -289,3 +289,87 @@ def period_export(
             finding_rows,
         ),
     ]
+
+
+# --- locking -----------------------------------------------------------------------------------------
+class ExportLedger:
+    """What was exported per (period, engineer), in the state store.
+
+    Exported (period, engineer) pairs are locked: their timelogs are never re-exported. A later
+    change to one of them is recorded once as an adjustment, reported in the export being written.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def locked_engineers(self, period: str) -> set[str]:
+        return {row["engineer"] for row in self.store.fetch_all("timesheets/locked_engineers", {"period": period})}
+
+    def exported_entries(self, period: str) -> list[Entry]:
+        return [
+            Entry(
+                row["timelog_id"],
+                row["engineer"],
+                date.fromisoformat(row["day"]),
+                row["engagement"],
+                row["category"],
+                Decimal(row["hours"]),
+            )
+            for row in self.store.fetch_all("timesheets/exported_entries", {"period": period})
+        ]
+
+    def lock(
+        self, period: str, engineer: str, approval_level: int, entries: list[Entry], run_id: str, now: datetime
+    ) -> None:
+        """Record an engineer's exported entries of a period and lock the pair (idempotent)."""
+        with self.store.transaction() as connection:
+            if entries:
+                self.store.execute(
+                    "timesheets/record_entry",
+                    [
+                        {
+                            "period": period,
+                            "engineer": entry.engineer,
+                            "timelog_id": entry.timelog_id,
+                            "day": entry.day.isoformat(),
+                            "engagement": entry.engagement,
+                            "category": entry.category,
+                            "hours": str(entry.hours),
+                        }
+                        for entry in entries
+                    ],
+                    connection,
+                )
+            self.store.execute(
+                "timesheets/lock",
+                {
+                    "period": period,
+                    "engineer": engineer,
+                    "approval_level": approval_level,
+                    "run_id": run_id,
+                    "exported_at": now.isoformat(timespec="seconds"),
+                },
+                connection,
+            )
+
+    def record_adjustments(
+        self, period: str, changes: list[Any], reported_in: str, now: datetime
+    ) -> list[dict[str, Any]]:
+        """Store adjustments not seen before; return every adjustment reported in ``reported_in``."""
+        for change in changes:
+            self.store.execute(
+                "timesheets/record_adjustment",
+                {
+                    "period": period,
+                    "timelog_id": change.timelog_id,
+                    "engineer": change.engineer,
+                    "change": change.change,
+                    "original_hours": "" if change.original_hours is None else str(change.original_hours),
+                    "new_hours": "" if change.new_hours is None else str(change.new_hours),
+                    "original_day": change.original_day.isoformat() if change.original_day else "",
+                    "new_day": change.new_day.isoformat() if change.new_day else "",
+                    "detected_at": now.isoformat(timespec="seconds"),
+                    "reported_in": reported_in,
+                },
+            )
+        return self.store.fetch_all("timesheets/adjustments_reported_in", {"reported_in": reported_in})

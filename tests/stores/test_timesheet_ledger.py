@@ -1,0 +1,64 @@
+"""The timesheet export ledger on both state-store backends: locks, exported entries, adjustments."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from ps_integrations.domain.timesheets import Entry, adjustments
+from ps_integrations.jobs.timesheets import ExportLedger
+from ps_integrations.state_store import StateStore
+
+NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+WEEK = "2026-W46"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, monkeypatch, tmp_path):
+    if request.param == "sqlite":
+        uri = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        base = request.getfixturevalue("postgres_uri")
+        database = f"t_{uuid.uuid4().hex[:12]}"
+        with create_engine(base, isolation_level="AUTOCOMMIT").connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {database}"))
+        uri = base.rsplit("/", 1)[0] + "/" + database
+    monkeypatch.setenv("AIRFLOW_CONN_PS_STATE", uri)
+    store = StateStore()
+    store.apply_schema()
+    return store
+
+
+def entry(timelog_id, hours, day=date(2026, 11, 9)):
+    return Entry(timelog_id, "amara.ps1", day, "https://x/1", "Project Work", Decimal(hours))
+
+
+def test_lock_is_idempotent_and_keeps_what_was_exported(store):
+    ledger = ExportLedger(store)
+    exported = [entry("1", "2"), entry("2", "3.25")]
+    ledger.lock(WEEK, "amara.ps1", 2, exported, "run-1", NOW)
+    ledger.lock(WEEK, "amara.ps1", 3, [entry("1", "9")], "run-2", NOW)  # a re-run changes nothing
+
+    assert ledger.locked_engineers(WEEK) == {"amara.ps1"}
+    assert ledger.exported_entries(WEEK) == exported
+
+
+def test_a_change_to_a_locked_period_is_one_adjustment_however_often_it_is_seen(store):
+    ledger = ExportLedger(store)
+    ledger.lock(WEEK, "amara.ps1", 2, [entry("1", "2"), entry("2", "3")], "run-1", NOW)
+    current = [entry("1", "2.5"), entry("3", "1", date(2026, 11, 10))]
+    changes = adjustments(ledger.exported_entries(WEEK), current)
+
+    first = ledger.record_adjustments(WEEK, changes, "timesheets/2026-W47", NOW)
+    again = ledger.record_adjustments(WEEK, changes, "timesheets/2026-W47", NOW)
+
+    assert first == again
+    assert [(row["timelog_id"], row["change"], row["original_hours"], row["new_hours"]) for row in first] == [
+        ("1", "edited", "2", "2.5"),
+        ("2", "removed", "3", ""),
+        ("3", "added", "", "1"),
+    ]
