@@ -63,7 +63,7 @@ def round_hours(seconds: int) -> Decimal:
     """Seconds -> hours rounded to the nearest quarter hour, half up (away from zero for corrections)."""
     hours = Decimal(seconds) / Decimal(3600)
     quarters = (hours / QUARTER).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-    return quarters * QUARTER
+    return (quarters * QUARTER).quantize(Decimal("0.01"))
 
 
 # --- approvals ---------------------------------------------------------------------------------------

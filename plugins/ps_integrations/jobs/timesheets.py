@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,7 +25,7 @@ from ps_integrations.domain.timesheets import (
     totals,
     utilization,
 )
-from ps_integrations.exports import Column, ExportFile, csv_file
+from ps_integrations.exports import Column, ExportFile, csv_file, json_file
 
 log = logging.getLogger(__name__)
 
@@ -373,3 +373,209 @@ class ExportLedger:
                 },
             )
         return self.store.fetch_all("timesheets/adjustments_reported_in", {"reported_in": reported_in})
+
+
+# --- the job -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RollupConfig:
+    group: str = "professional-services"
+    engagements_project: str = "professional-services/engagements"
+    time_tracking_project: str = "professional-services/time-tracking"
+    business_timezone: str = "UTC"
+    release_level: int = 2
+    weekly_minimum_hours: int = 40
+    hourly_rate_time_and_materials: str = "250"
+    currency: str = "USD"
+    time_and_materials_types: tuple[str, ...] = ("Embedded Engineer",)
+    finance_recipients: str = "finance@example.com"
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> RollupConfig:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown timesheet roll-up settings: {sorted(unknown)}")
+        values = dict(data)
+        if "time_and_materials_types" in values:
+            values["time_and_materials_types"] = tuple(values["time_and_materials_types"])
+        return cls(**values)
+
+
+ADJUSTMENT_COLUMNS = (
+    Column("period", "The locked period the timelog belongs to"),
+    Column("timelog_id", "GitLab timelog id"),
+    Column("engineer", "Author of the timelog"),
+    Column("change", "added, removed or edited after the period was exported"),
+    Column("original_hours", "Hours as exported"),
+    Column("new_hours", "Hours now"),
+    Column("original_day", "Date as exported, ISO 8601"),
+    Column("new_day", "Date now, ISO 8601"),
+    Column("detected_at", "When the change was found, ISO 8601 UTC"),
+)
+
+
+def engagement_directory(
+    gitlab: Any, project_path: str, time_and_materials_types: tuple[str, ...]
+) -> dict[str, EngagementInfo]:
+    """Engagement issue URL -> opportunity Id (from the sync's marker), account (from the title)."""
+    from ps_integrations.domain.opportunity_sync import find_marker
+
+    project = gitlab.client.projects.get(project_path, lazy=True)
+    directory = {}
+    for issue in project.issues.list(state="all", per_page=100, iterator=True):
+        account = str(issue.title).split(":", 1)[0].replace("\u200b", "").strip() if ":" in str(issue.title) else ""
+        directory[issue.web_url] = EngagementInfo(
+            issue.web_url,
+            opportunity_id=find_marker(issue.description) or "",
+            account=account,
+            time_and_materials=any(label in time_and_materials_types for label in issue.labels),
+        )
+    return directory
+
+
+class TimesheetRollup:
+    def __init__(self, gitlab: Any, store: Any, exports: Any, config: RollupConfig, run_id: str) -> None:
+        self.gitlab, self.store, self.exports, self.config, self.run_id = gitlab, store, exports, config, run_id
+        self.ledger = ExportLedger(store)
+
+    def run(self, until: date, only_period: str | None, today: date, now: datetime) -> Any:
+        from ps_integrations.domain.timesheets import (
+            ROLE_TARGETS,
+            ApprovalLabels,
+            adjustments,
+            approved_periods,
+            parse_period_key,
+            read_approval,
+        )
+        from ps_integrations.run_summary import RunSummary
+
+        summary = RunSummary(
+            counts={"periods": 0, "exported engineer-periods": 0, "entries": 0, "adjustments": 0, "failed": 0}
+        )
+        members = self.gitlab.client.groups.get(self.config.group).members_all.list(get_all=True)
+        roles = {m.username: m.job_title for m in members if getattr(m, "job_title", "") in ROLE_TARGETS}
+        approvals = [
+            read_approval(issue, ApprovalLabels(), set(roles))
+            for issue in fetch_approval_issues(self.gitlab, self.config.time_tracking_project, "timesheet::")
+        ]
+        untrusted = [a for a in approvals if not a.trusted]
+        for approval in untrusted:
+            summary.note(f"untrusted approval issue #{approval.issue_iid}: {approval.problem}")
+        released = approved_periods(approvals, self.config.release_level)
+        keys = sorted({period for (_engineer, period) in released})
+        if only_period:
+            keys = [only_period]
+        periods = [parse_period_key(key) for key in keys]
+        periods = [period for period in periods if period.end <= until + timedelta(days=1) or only_period]
+        directory = engagement_directory(
+            self.gitlab, self.config.engagements_project, self.config.time_and_materials_types
+        )
+        written_folders = []
+        for period in periods:
+            nodes = fetch_timelogs(self.gitlab, self.config.group, period.start, period.end - timedelta(days=1))
+            current, timelog_findings = to_entries(
+                nodes,
+                self.config.business_timezone,
+                self.config.engagements_project,
+                period.start,
+                period.end - timedelta(days=1),
+                today,
+            )
+            released_here = {engineer for (engineer, key) in released if key == period.key}
+            locked = self.ledger.locked_engineers(period.key)
+            exported = [e for e in self.ledger.exported_entries(period.key)]
+            fresh = [e for e in current if e.engineer in released_here - locked]
+            entries = [e for e in exported if e.engineer in locked] + fresh
+            unapproved: dict[str, Decimal] = {}
+            for entry in current:
+                if entry.engineer not in released_here and entry.engineer not in locked:
+                    unapproved[entry.engineer] = unapproved.get(entry.engineer, Decimal(0)) + entry.hours
+            for engineer, hours in sorted(unapproved.items()):
+                log.info("Unapproved: %s %s %s h (not exported)", engineer, period.key, hours)
+            if unapproved:
+                total = sum(unapproved.values(), Decimal(0))
+                summary.note(f"unapproved {period.key}: {len(unapproved)} engineer(s), {total} h not exported")
+            if not entries:
+                continue
+            changes = adjustments(
+                [e for e in exported if e.engineer in locked], [e for e in current if e.engineer in locked]
+            )
+            findings = [
+                (
+                    f.engineer,
+                    "no_issue"
+                    if "without an issue" in f.problem
+                    else "future_dated"
+                    if "future" in f.problem
+                    else "closed_engagement",
+                    f.problem,
+                )
+                for f in timelog_findings
+            ]
+            findings += [
+                (a.engineer or "", "untrusted_approval", f"issue #{a.issue_iid}: {a.problem}")
+                for a in untrusted
+                if a.period == period.key
+            ]
+            files = period_export(
+                period,
+                entries,
+                roles,
+                directory,
+                {},
+                findings,
+                {"time_and_materials": Decimal(self.config.hourly_rate_time_and_materials)},
+                self.config.currency,
+                Decimal(self.config.weekly_minimum_hours),
+            )
+            folder = f"timesheets/{period.key}"
+            reported = (
+                self.ledger.record_adjustments(period.key, changes, folder, now)
+                if changes
+                else self.store.fetch_all("timesheets/adjustments_reported_in", {"reported_in": folder})
+            )
+            if reported:
+                files.append(
+                    csv_file(
+                        "adjustments.csv",
+                        "Changes to timelogs of locked periods, found while building this export.",
+                        ADJUSTMENT_COLUMNS,
+                        reported,
+                    )
+                )
+                summary.add("adjustments", len(reported))
+                summary.note(
+                    f"{len(reported)} adjustment(s) to locked timelogs of {period.key} "
+                    f"reported in {folder}/adjustments.csv"
+                )
+            approval_state = [
+                {"engineer": engineer, "level": approval.level, "issue": approval.issue_iid}
+                for (engineer, key), approval in sorted(released.items())
+                if key == period.key
+            ]
+            manifest = json_file(
+                "manifest.json",
+                "Row counts, sha256 of each data file, and the approval state the export was built from.",
+                {
+                    "period": period.key,
+                    "files": {f.name: {"sha256": f.sha256, "bytes": len(f.content)} for f in files},
+                    "approvals": approval_state,
+                    "release_level": self.config.release_level,
+                },
+            )
+            paths = self.exports.write_folder(folder, f"Approved PS hours, {period.key}", [*files, manifest])
+            for engineer in sorted(released_here - locked):
+                self.ledger.lock(
+                    period.key,
+                    engineer,
+                    released[(engineer, period.key)].level,
+                    [e for e in fresh if e.engineer == engineer],
+                    self.run_id,
+                    now,
+                )
+                summary.add("exported engineer-periods")
+            summary.add("periods")
+            summary.add("entries", len(entries))
+            written_folders.append(paths[0].rsplit("/", 1)[0])
+        if written_folders:
+            summary.note(f"exports: {', '.join(written_folders)}")
+        return summary
