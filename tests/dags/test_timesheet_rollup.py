@@ -71,3 +71,28 @@ def test_approved_periods_are_exported_locked_and_adjusted(dag, product_env):
     [adjustment] = read(folder, "adjustments.csv")
     assert (adjustment["engineer"], adjustment["change"], adjustment["new_hours"]) == (engineer, "added", "1.00")
     assert "adjustment(s) to locked timelogs of 2026-W40" in last_summary()
+
+
+def test_a_late_approval_is_caught_up_without_touching_what_was_exported(dag, product_env):
+    dag.test(run_conf={"period": None})
+    exports = ExportStore.from_variables()
+    project = GitLabHook().client.projects.get("professional-services/time-tracking")
+    pending = [
+        issue
+        for issue in project.issues.list(labels="timesheet::2026-W43,ManagerCertifiedTimesheet", get_all=True)
+        if "HeadOfPSApproved" not in issue.labels and issue.assignees
+    ]
+    assert pending, "the seed has W43 timesheets waiting for the Head of PS"
+    late = pending[0]
+    engineer = late.assignees[0]["username"]
+    before = read("timesheets/2026-W43", "approved_hours.csv")
+    assert engineer not in {row["engineer"] for row in before}
+
+    project.issues.update(late.iid, {"add_labels": "HeadOfPSApproved"})
+    dag.test(run_conf={"period": None})
+
+    after = read("timesheets/2026-W43", "approved_hours.csv")
+    assert engineer in {row["engineer"] for row in after}
+    assert [row for row in after if row["engineer"] != engineer] == before
+    assert "exported engineer-periods 1," in last_summary()
+    assert exports.list_folder("timesheets/2026-W43")
