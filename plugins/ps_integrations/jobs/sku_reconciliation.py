@@ -262,13 +262,7 @@ class SkuReconciliation:
         return sorted(keys - previous), sorted(previous - keys)
 
     def _has_earlier_run(self, as_of: date) -> bool:
-        from sqlalchemy import text
-
-        with self.store.transaction() as connection:
-            row = connection.execute(
-                text("SELECT 1 FROM sku_reconciliation_runs WHERE as_of < :as_of LIMIT 1"), {"as_of": as_of.isoformat()}
-            ).first()
-        return row is not None
+        return self.store.fetch_one("sku_reconciliation/earlier_run", {"as_of": as_of.isoformat()}) is not None
 
     # --- telling finance ----------------------------------------------------------------------------
     def _value(self, name: str) -> str | None:

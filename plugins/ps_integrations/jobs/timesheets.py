@@ -14,18 +14,25 @@ from decimal import Decimal
 from typing import Any
 
 from ps_integrations.domain.timesheets import (
+    ROLE_TARGETS,
     ApprovalIssue,
+    ApprovalLabels,
     Entry,
     Period,
+    adjustments,
+    approved_periods,
     category_of,
     is_billable,
     local_date,
+    parse_period_key,
     progress,
+    read_approval,
     round_hours,
     totals,
     utilization,
 )
 from ps_integrations.exports import Column, ExportFile, csv_file, json_file
+from ps_integrations.run_summary import RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -438,16 +445,6 @@ class TimesheetRollup:
         self.ledger = ExportLedger(store)
 
     def run(self, until: date, only_period: str | None, today: date, now: datetime) -> Any:
-        from ps_integrations.domain.timesheets import (
-            ROLE_TARGETS,
-            ApprovalLabels,
-            adjustments,
-            approved_periods,
-            parse_period_key,
-            read_approval,
-        )
-        from ps_integrations.run_summary import RunSummary
-
         summary = RunSummary(
             counts={"periods": 0, "exported engineer-periods": 0, "entries": 0, "adjustments": 0, "failed": 0}
         )
@@ -482,7 +479,7 @@ class TimesheetRollup:
             )
             released_here = {engineer for (engineer, key) in released if key == period.key}
             locked = self.ledger.locked_engineers(period.key)
-            exported = [e for e in self.ledger.exported_entries(period.key)]
+            exported = self.ledger.exported_entries(period.key)
             fresh = [e for e in current if e.engineer in released_here - locked]
             entries = [e for e in exported if e.engineer in locked] + fresh
             unapproved: dict[str, Decimal] = {}
