@@ -1,32 +1,41 @@
 """
-### Timesheet roll-up: approved PS hours to finance (work in progress, issue #8)
+### Timesheet roll-up: approved PS hours to finance
 
-Weekly (Mondays 06:00 UTC) over real data intervals. Reads approval issues of the time-tracking
-project (`timesheet::<period>` plus `ManagerCertifiedTimesheet` → `HeadOfPSApproved` →
-`FinanceApproved`; issues without an engineer or period, for a non-engineer, or with labels out of
-order are reported, never trusted) and the group's timelogs through GitLab GraphQL. Every period
-whose engineers reached the release level and ended by the interval's end is exported under
-`timesheets/<period>/`: `approved_hours.csv`, `utilization.csv`, `engagement_progress.csv`,
-`findings.csv`, `adjustments.csv` (when a locked period changed) and `manifest.json`. Hours are
-rounded per timelog to the quarter hour (half up) and dated in the business time zone.
-Unapproved hours are listed in the summary, not exported.
+Weekly, Mondays 06:00 in the business time zone (`PS_BUSINESS_TIMEZONE`, UTC by default), over
+real data intervals. Reads the approval issues of the time-tracking project (`timesheet::<period>`
+plus `ManagerCertifiedTimesheet` → `HeadOfPSApproved` → `FinanceApproved`; issues without an
+engineer or period, for someone who is not a PS engineer, or with labels out of order are reported,
+never trusted) and the group's timelogs through GitLab GraphQL. Every period whose engineers
+reached the release level, ended by the interval's end and was not exported yet is exported under
+`timesheets/<period>/` - late approvals of older periods are caught up:
+`approved_hours.csv`, `utilization.csv`, `engagement_progress.csv`, `findings.csv`,
+`adjustments.csv` (changes to locked periods found since the last export), `manifest.json` and a
+README.md data dictionary. Hours are rounded per timelog to the quarter hour (half up) and dated in
+the business time zone. Budgets come from the engagement's opportunity in Salesforce
+(`budget_field`, else quantity x hours per SKU from `include/ps_timesheet_rollup/rules.yml`, which
+also holds role targets, job titles, the rate card and the time-and-materials engagement types).
+Finance gets one mail per run listing what landed. Unapproved hours are listed in the run summary,
+never exported.
 
-Not yet: engagement budgets and SKUs from the opportunity, the finance mail, the rate card per role.
-
-**Connections:** `gitlab_default`, `ps_state`, `smtp_default`, the exports connection.
+**Connections:** `gitlab_default`, `salesforce_default`, `ps_state`, `smtp_default`, the exports
+connection.
 
 **Variables:** `ps_timesheet_rollup_config` (JSON, all optional): `group`, `engagements_project`,
-`time_tracking_project`, `business_timezone` (UTC), `release_level` (2 = Head of PS),
-`weekly_minimum_hours` (40), `hourly_rate_time_and_materials`, `currency`,
-`time_and_materials_types`. Also `ps_exports_base`, `ps_exports_conn_id`.
+`time_tracking_project`, `business_timezone`, `period_length` (`week` or `month` for the month-end
+report), `period_label_prefix`, `approval_labels`, `release_level` (2 = Head of PS),
+`weekly_minimum_hours` (40), `budget_field` (`Budgeted_Hours__c`), `adjustment_lookback_weeks` (8),
+`finance_recipients`. Also `ps_exports_base`, `ps_exports_conn_id`.
 
 **Re-running and backfilling:** safe. Exported (period, engineer) pairs are locked in the state
-store: a re-run or a backfill writes the same files from what was exported, and a later change to
-a locked timelog becomes a row of `adjustments.csv` instead of a silent re-export. Trigger with
-`period` (e.g. `2026-W44`) to rebuild one period.
+store and each export's files are kept there: a re-run or a backfill of a period with nothing new
+writes the same bytes; a late approval adds the engineer without touching what was exported; a
+later change to a locked timelog becomes a row of the next export's `adjustments.csv`. Trigger with
+`period` (e.g. `2026-W44`) or `period_start`/`period_end` (dates) to rebuild chosen periods.
 """
 
 from __future__ import annotations
+
+import os
 
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
@@ -34,11 +43,12 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 from ps_integrations.conventions import dag_tags, default_args, summarize_task
 
 CONFIG_VARIABLE = "ps_timesheet_rollup_config"
+BUSINESS_TIMEZONE = os.environ.get("PS_BUSINESS_TIMEZONE", "UTC")
 
 
 @dag(
     dag_id="ps_timesheet_rollup",
-    schedule=CronDataIntervalTimetable("0 6 * * 1", timezone="UTC"),
+    schedule=CronDataIntervalTimetable("0 6 * * 1", timezone=BUSINESS_TIMEZONE),
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -46,7 +56,13 @@ CONFIG_VARIABLE = "ps_timesheet_rollup_config"
     tags=dag_tags("gitlab", "finance"),
     default_args=default_args(),
     dag_display_name="Timesheet roll-up (GitLab → finance)",
-    params={"period": Param(None, type=["null", "string"], description="Rebuild one period, e.g. 2026-W44")},
+    params={
+        "period": Param(None, type=["null", "string"], description="Rebuild one period, e.g. 2026-W44 or 2026-11"),
+        "period_start": Param(
+            None, type=["null", "string"], format="date", description="Rebuild every period from this date"
+        ),
+        "period_end": Param(None, type=["null", "string"], format="date", description="... up to this date"),
+    },
 )
 def ps_timesheet_rollup():
     @task(task_display_name="Prepare the state database")
@@ -62,16 +78,33 @@ def ps_timesheet_rollup():
 
         from ps_integrations.exports import ExportStore
         from ps_integrations.hooks.gitlab import GitLabHook
-        from ps_integrations.jobs.timesheets import RollupConfig, TimesheetRollup
+        from ps_integrations.hooks.salesforce import SalesforceHook
+        from ps_integrations.jobs.timesheets import RollupConfig, TimesheetRollup, load_rules, selected_periods
         from ps_integrations.state_store import StateStore
 
         config = RollupConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
+        params = context["params"]
         now = clock.now("UTC")
         end = context.get("data_interval_end")
         start = context.get("data_interval_start")
-        until = end.date() if end is not None and start is not None and end > start else now.date()
-        job = TimesheetRollup(GitLabHook(), StateStore(), ExportStore.from_variables(), config, context["run_id"])
-        return job.run(until, context["params"]["period"], now.date(), now).to_dict()
+        until = (
+            end.in_timezone(config.business_timezone).date()
+            if end is not None and start is not None and end > start
+            else now.date()
+        )
+        job = TimesheetRollup(
+            GitLabHook(),
+            SalesforceHook(),
+            StateStore(),
+            ExportStore.from_variables(),
+            config,
+            load_rules(),
+            context["run_id"],
+        )
+        selection = selected_periods(
+            params["period"], params["period_start"], params["period_end"], config.period_length
+        )
+        return job.run(until, selection, now.in_timezone(config.business_timezone).date(), now).to_dict()
 
     summarize_task()(roll_up(prepare()))
 

@@ -87,6 +87,15 @@ def csv_file(name: str, description: str, columns: Sequence[Column], rows: Itera
     return ExportFile(name, buffer.getvalue().encode("utf-8"), description, tuple(columns))
 
 
+def csv_text_file(name: str, description: str, columns: Sequence[Column], rows: Iterable[Sequence[str]]) -> ExportFile:
+    """Like :func:`csv_file` for rows already rendered as strings (large tables: no per-cell dispatch)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([column.name for column in columns])
+    writer.writerows(rows)
+    return ExportFile(name, buffer.getvalue().encode("utf-8"), description, tuple(columns))
+
+
 def json_file(name: str, description: str, data: Any) -> ExportFile:
     """A JSON file with sorted keys, so identical data gives identical bytes."""
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=format_value)

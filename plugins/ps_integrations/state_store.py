@@ -189,6 +189,19 @@ class StateStore:
         rows = self.fetch_all(name, params, connection)
         return rows[0] if rows else None
 
+    def get_value(self, job: str, name: str) -> str | None:
+        """A job's small persistent value (an issue iid, the digest of the last mail)."""
+        row = self.fetch_one("platform/get_value", {"job": job, "name": name})
+        return row["value"] if row else None
+
+    def set_value(self, job: str, name: str, value: str) -> None:
+        from datetime import UTC, datetime
+
+        self.execute(
+            "platform/set_value",
+            {"job": job, "name": name, "value": value, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")},
+        )
+
     def table_names(self) -> list[str]:
         from sqlalchemy import inspect
 

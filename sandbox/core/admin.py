@@ -9,7 +9,7 @@ Only tests, benchmarks and the demo call it; product code never does. Routes:
     GET    /_sandbox/<system>/calls           per-endpoint call counts   (DELETE clears them)
     GET    /_sandbox/<system>/faults          current fault settings and scripted failures
     PUT    /_sandbox/<system>/faults          replace fault settings (FaultConfig fields)
-    POST   /_sandbox/<system>/faults/script   {"endpoint", "kind", "count", "status"?}
+    POST   /_sandbox/<system>/faults/script   {"endpoint", "kind", "count", "status"?, "after"?}
     POST   /_sandbox/<system>/sessions/expire expire every session now
     GET    /_sandbox/smtp/messages            every message the SMTP sink received (DELETE clears)
 """
@@ -107,6 +107,7 @@ class AdminApp:
             count=int(body.get("count", 1)),
             status=body.get("status"),
             delay_ms=int(body.get("delay_ms", 0)),
+            after=int(body.get("after", 0)),
         )
         return json_response(standin.faults.describe())
 

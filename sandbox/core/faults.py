@@ -59,6 +59,7 @@ class ScriptedFault:
     remaining: int
     status: int | None = None
     delay_ms: int = 0
+    after: int = 0  # matching calls to let through first (a failure in the middle of paging)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,13 +110,15 @@ class FaultInjector:
             self.injected.clear()
         self.configure(FaultConfig())
 
-    def script(self, endpoint: str, kind: str, count: int = 1, status: int | None = None, delay_ms: int = 0) -> None:
+    def script(
+        self, endpoint: str, kind: str, count: int = 1, status: int | None = None, delay_ms: int = 0, after: int = 0
+    ) -> None:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; one of {FAULT_KINDS}")
         if count < 1:
             raise ValueError("count must be at least 1")
         with self._lock:
-            self._scripted.append(ScriptedFault(endpoint, kind, count, status, delay_ms))
+            self._scripted.append(ScriptedFault(endpoint, kind, count, status, delay_ms, max(after, 0)))
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
@@ -154,6 +157,9 @@ class FaultInjector:
     def _take_scripted(self, endpoint: str, default_retry_after: float) -> Fault | None:
         for item in self._scripted:
             if item.remaining > 0 and item.endpoint in (endpoint, "*"):
+                if item.after > 0:
+                    item.after -= 1
+                    continue
                 item.remaining -= 1
                 retry_after = self._scaled(default_retry_after) if item.kind == "rate_limited" else 0
                 return Fault(item.kind, status=item.status, retry_after=retry_after, delay_ms=item.delay_ms)

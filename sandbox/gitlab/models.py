@@ -63,6 +63,7 @@ class User:
     email: str
     state: str = "active"
     role: str | None = None
+    job_title: str = ""
     bot: bool = False
 
 

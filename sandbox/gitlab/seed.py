@@ -80,7 +80,7 @@ CUSTOMERS = [
     "Oscorp",
     "Aperture",
 ]
-ENGAGEMENTS = ["Implementation", "Migration", "Training", "Advisory", "Rollout", "Health Check"]
+ENGAGEMENTS = ["Implementation", "Migration", "Training", "Embedded Engineer", "Consulting", "Health Check"]
 
 
 def load(backend: GitLabBackend, seed: dict[str, Any]) -> None:
@@ -105,14 +105,27 @@ def load(backend: GitLabBackend, seed: dict[str, Any]) -> None:
         backend.create_issue(project, author, params)
 
 
+def _marker(opportunity_ids: list[str] | None, number: int) -> str:
+    if not opportunity_ids or number >= len(opportunity_ids):
+        return ""
+    return f"\n\n<!-- ps-integrations:opportunity-id={opportunity_ids[number]} -->"
+
+
 @cache
 def _services_yml() -> bytes:
     return SERVICES_YML.read_bytes()
 
 
 def generate(
-    backend: GitLabBackend, random_seed: int = 11, end_date: str = "2026-11-01", engineers: int = 17, years: int = 2
+    backend: GitLabBackend,
+    random_seed: int = 11,
+    end_date: str = "2026-11-01",
+    engineers: int = 17,
+    years: int = 2,
+    engagement_opportunities: list[str] | None = None,
 ) -> None:
+    """``engagement_opportunities``: Salesforce opportunity Ids the engagement issues were synced
+    from (the opportunity sync's marker in the description), in order; more issues than Ids reuse none."""
     rng = random.Random(random_seed)
     end = date.fromisoformat(end_date)
     start = end - timedelta(days=365 * years)
@@ -120,16 +133,23 @@ def generate(
     backend.clock = lambda: datetime.now(UTC)
 
     bot = backend.add_user("ps-integration-bot", "PS Integration Bot", bot=True)
-    head = backend.add_user("head-of-ps", "Morgan Head", role="head_of_ps")
+    head = backend.add_user("head-of-ps", "Morgan Head", role="head_of_ps", job_title="Head of Professional Services")
     managers = [
-        backend.add_user(f"delivery-manager-{n}", f"Delivery Manager {n}", role="delivery_manager") for n in (1, 2)
+        backend.add_user(
+            f"delivery-manager-{n}", f"Delivery Manager {n}", role="delivery_manager", job_title="Delivery Manager"
+        )
+        for n in (1, 2)
     ]
-    finance = backend.add_user("finance-ops", "Finance Ops", role="finance")
+    finance = backend.add_user("finance-ops", "Finance Ops", role="finance", job_title="Finance Operations")
     people = []
     for index in range(engineers):
         first = FIRST[index % len(FIRST)]
         role = ROLES[index % len(ROLES)]
-        people.append(backend.add_user(f"{first}.ps{index + 1}", f"{first.title()} PS{index + 1}", role=role))
+        people.append(
+            backend.add_user(
+                f"{first}.ps{index + 1}", f"{first.title()} PS{index + 1}", role=role, job_title=ROLE_TITLES[role]
+            )
+        )
 
     group = backend.add_group(PS_GROUP, "Professional Services")
     engagements = backend.add_project(group, "engagements", "Engagements")
@@ -184,7 +204,7 @@ def generate(
             ["ps::in-progress", kind],
             [pm.id],
             opened,
-            description=f"Engagement for {customer}.",
+            description=f"Engagement for {customer}.{_marker(engagement_opportunities, number)}",
         )
         made.epic_id = epics["Project Work"].id
         if number % 4 == 3:

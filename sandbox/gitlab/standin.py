@@ -263,7 +263,7 @@ class GitLabStandIn(StandIn):
             "avatar_url": None,
             "web_url": f"{self.backend.base_url}/{user.username}",
             "bot": user.bot,
-            "job_title": user.role or "",
+            "job_title": user.job_title,
         }
 
     def _project_json(self, project: Project) -> dict[str, Any]:

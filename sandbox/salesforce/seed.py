@@ -331,6 +331,9 @@ def generate(
                 SystemModstamp=opportunity["CreatedDate"],
             )
         opportunity["Amount"] = round(amount, 2)
+        if is_ps and number % 2 == 0:
+            # sales filled in the budget on some deals; the roll-up falls back to per-SKU hours
+            opportunity["Budgeted_Hours__c"] = float(40 * (1 + number % 7))
         for index, contact in enumerate(rng.sample(contacts, rng.randint(1, len(contacts)))):
             base(
                 "OpportunityContactRole",

@@ -32,6 +32,12 @@ CONFIG = {
 
 @pytest.fixture
 def sync(product_env, monkeypatch):
+    """The default seed, but no engagement issue synced yet (the seed links some to opportunities)."""
+    import copy
+
+    seed = copy.deepcopy(product_env.seed)
+    seed["gitlab"]["generate"].pop("engagement_opportunities", None)
+    product_env.load_seed(seed)
     monkeypatch.setenv("AIRFLOW_VAR_PS_OPPORTUNITY_SYNC_CONFIG", json.dumps(CONFIG))
     return product_env
 

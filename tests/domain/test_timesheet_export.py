@@ -8,11 +8,12 @@ from datetime import date
 from decimal import Decimal
 
 from ps_integrations.domain.timesheets import Entry, period_of
-from ps_integrations.jobs.timesheets import EngagementInfo, period_export
+from ps_integrations.jobs.timesheets import EngagementInfo, load_rules, period_export
 
 WEEK = period_of(date(2026, 11, 9))
 ACME = "https://gitlab.example/ps/engagements/-/issues/1"
 EMBED = "https://gitlab.example/ps/engagements/-/issues/2"
+STRAY = "https://gitlab.example/ps/engagements/-/issues/9"
 
 
 def table(files, name):
@@ -28,6 +29,8 @@ def build():
         Entry("4", "amara.ps1", date(2026, 11, 11), "https://x/internal", "PS Internal", Decimal(8)),
         Entry("5", "amara.ps1", date(2026, 11, 12), "https://x/pto", "PTO/Holidays", Decimal(8)),
         Entry("6", "bjorn.ps2", date(2026, 11, 9), ACME, "Project Work", Decimal(30)),
+        Entry("7", "bjorn.ps2", date(2026, 11, 13), EMBED, "Project Work", Decimal(2)),
+        Entry("8", "chen.ps3", date(2026, 11, 13), STRAY, "Project Work", Decimal(40)),
     ]
     engagements = {
         ACME: EngagementInfo(ACME, "006A", "Acme", "GL-IMPL-QS", Decimal(40)),
@@ -36,17 +39,17 @@ def build():
     return period_export(
         WEEK,
         entries,
-        {"amara.ps1": "engineer", "bjorn.ps2": "trainer"},
+        {"amara.ps1": "engineer", "bjorn.ps2": "trainer", "chen.ps3": "engineer"},
         engagements,
-        {ACME: Decimal(45), EMBED: Decimal("7.75")},
+        {ACME: Decimal(10)},  # exported for earlier periods
         [("bjorn.ps2", "untrusted_approval", "issue #7: approval labels out of order")],
-        {"time_and_materials": Decimal(250)},
+        load_rules(),  # rates: engineer 250, trainer 200 (USD)
     )
 
 
 def test_approved_hours_carry_engagement_and_billable_flag():
     rows = table(build(), "approved_hours.csv")
-    assert len(rows) == 6
+    assert len(rows) == 8
     first = rows[0]
     assert (
         first["engineer"],
@@ -70,35 +73,44 @@ def test_utilization_hand_computed():
         "70.00",
         "-27.03",
     )
-    # bjorn (trainer): 30 / 40 = 75%, target 55% -> +20
-    assert (rows["bjorn.ps2"]["utilization_pct"], rows["bjorn.ps2"]["gap_pct"]) == ("75.00", "20.00")
+    # bjorn (trainer): 32 / 40 = 80%, target 55% -> +25
+    assert (rows["bjorn.ps2"]["utilization_pct"], rows["bjorn.ps2"]["gap_pct"]) == ("80.00", "25.00")
 
 
 def test_progress_caps_flags_and_releases_time_and_materials_revenue():
     rows = {row["engagement"]: row for row in table(build(), "engagement_progress.csv")}
+    # ACME: 10 h before + 36 h this week = 46 of 40 budgeted
+    assert (rows[ACME]["period_hours"], rows[ACME]["approved_hours_to_date"]) == ("36", "46")
     assert (rows[ACME]["percent_complete"], rows[ACME]["over_budget"], rows[ACME]["billing"]) == (
         "100.0",
         "true",
         "fixed_price",
     )
     embedded = rows[EMBED]
+    # embedded: amara 8 - 0.25 = 7.75 h x 250 + bjorn 2 h x 200 = 2337.50 for 9.75 h (blended 239.74)
     assert (embedded["approved_hours_to_date"], embedded["percent_complete"], embedded["billing"]) == (
-        "7.75",
-        "1.6",
+        "9.75",
+        "2.0",
         "time_and_materials",
     )
-    assert (embedded["hourly_rate"], embedded["currency"], embedded["revenue_to_release"]) == ("250", "USD", "1937.50")
+    assert (embedded["hourly_rate"], embedded["currency"], embedded["revenue_to_release"]) == (
+        "239.74",
+        "USD",
+        "2337.50",
+    )
     assert rows[ACME]["revenue_to_release"] == "" and rows[ACME]["currency"] == ""
 
 
 def test_findings_include_low_weeks_and_given_findings():
     rows = table(build(), "findings.csv")
     assert [(row["engineer"], row["kind"]) for row in rows] == [
+        ("", "unknown_engagement"),
         ("amara.ps1", "under_minimum"),
         ("bjorn.ps2", "under_minimum"),
         ("bjorn.ps2", "untrusted_approval"),
     ]
-    assert rows[0]["detail"] == "29.75 h logged, minimum 40 h"  # 6 + 8 - 0.25 + 8 internal + 8 PTO
+    assert rows[0]["detail"] == f"{STRAY}: not an issue of the engagements project"
+    assert rows[1]["detail"] == "29.75 h logged, minimum 40 h"  # 6 + 8 - 0.25 + 8 internal + 8 PTO
 
 
 def test_identical_inputs_give_identical_bytes():

@@ -54,7 +54,7 @@ def test_seeded_approvals_include_untrusted_ones(hook):
     engineers = {
         user.username for user in hook.client.users.list(get_all=True) if user.username.split(".")[-1].startswith("ps")
     }
-    issues = fetch_approval_issues(hook, "professional-services/time-tracking", "timesheet::")
+    issues = fetch_approval_issues(hook, "professional-services/time-tracking", ApprovalLabels())
     approvals = [read_approval(issue, ApprovalLabels(), engineers) for issue in issues]
 
     untrusted = [a for a in approvals if not a.trusted]

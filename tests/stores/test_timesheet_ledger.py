@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from ps_integrations.domain.timesheets import Entry, adjustments
+from ps_integrations.exports import Column, csv_file, json_file
 from ps_integrations.jobs.timesheets import ExportLedger
 from ps_integrations.state_store import StateStore
 
@@ -47,18 +48,36 @@ def test_lock_is_idempotent_and_keeps_what_was_exported(store):
     assert ledger.exported_entries(WEEK) == exported
 
 
-def test_a_change_to_a_locked_period_is_one_adjustment_however_often_it_is_seen(store):
+def test_a_change_to_a_locked_period_is_one_adjustment_reported_in_the_next_export(store):
     ledger = ExportLedger(store)
     ledger.lock(WEEK, "amara.ps1", 2, [entry("1", "2"), entry("2", "3")], "run-1", NOW)
     current = [entry("1", "2.5"), entry("3", "1", date(2026, 11, 10))]
     changes = adjustments(ledger.exported_entries(WEEK), current)
 
-    first = ledger.record_adjustments(WEEK, changes, "timesheets/2026-W47", NOW)
-    again = ledger.record_adjustments(WEEK, changes, "timesheets/2026-W47", NOW)
+    ledger.record_adjustments(WEEK, changes, NOW)
+    ledger.record_adjustments(WEEK, changes, NOW)  # seen again by the next run: still once
+    assert len(ledger.pending_adjustments()) == 3
+    reported = ledger.attach_pending("timesheets/2026-W47")
 
-    assert first == again
-    assert [(row["timelog_id"], row["change"], row["original_hours"], row["new_hours"]) for row in first] == [
+    assert [(row["timelog_id"], row["change"], row["original_hours"], row["new_hours"]) for row in reported] == [
         ("1", "edited", "2", "2.5"),
         ("2", "removed", "3", ""),
         ("3", "added", "", "1"),
     ]
+    ledger.record_adjustments(WEEK, changes, NOW)
+    assert ledger.pending_adjustments() == []
+    assert ledger.attach_pending("timesheets/2026-W48") == []
+    assert ledger.reported_in("timesheets/2026-W47") == reported
+
+
+def test_stored_export_files_come_back_byte_for_byte_in_order(store):
+    ledger = ExportLedger(store)
+    files = [
+        csv_file("b.csv", "second name, first file", (Column("x", "a column"),), [{"x": 'é,"quoted"'}]),
+        json_file("a.json", "first name, second file", {"rows": 1}),
+    ]
+    ledger.store_files("timesheets/2026-W46", files)
+    ledger.store_files("timesheets/2026-W46", files)  # replaced, not duplicated
+
+    assert ledger.stored_files("timesheets/2026-W46") == files
+    assert ledger.stored_files("timesheets/2026-W47") == []

@@ -12,7 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
+
+T = TypeVar("T")
 
 QUARTER = Decimal("0.25")
 HOURS_PER_DAY = Decimal(8)
@@ -40,6 +43,19 @@ def period_of(day: date, length: str = "week") -> Period:
         end = (start + timedelta(days=32)).replace(day=1)
         return Period(start, end, f"{start.year}-{start.month:02d}")
     raise ValueError(f"period length must be 'week' or 'month', not {length!r}")
+
+
+def group_by_period(items: Iterable[T], length: str = "week") -> dict[Period, list[T]]:
+    """Items with a ``day`` grouped by the period it falls in (one period lookup per distinct day)."""
+    periods: dict[date, Period] = {}
+    groups: dict[Period, list[T]] = defaultdict(list)
+    for item in items:
+        day = item.day  # type: ignore[attr-defined]
+        period = periods.get(day)
+        if period is None:
+            period = periods[day] = period_of(day, length)
+        groups[period].append(item)
+    return dict(groups)
 
 
 def parse_period_key(key: str) -> Period:
@@ -188,6 +204,59 @@ def utilization(
 
 
 @dataclass(frozen=True)
+class RollupRules:
+    """The reviewed rules of include/ps_timesheet_rollup/rules.yml."""
+
+    role_targets: Mapping[str, Decimal]
+    job_titles: Mapping[str, str]
+    currency: str
+    rates: Mapping[str, Decimal]
+    time_and_materials_types: tuple[str, ...]
+    sku_hours: Mapping[str, Decimal]
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, object]) -> RollupRules:
+        def decimals(name: str, value: object) -> dict[str, Decimal]:
+            if not isinstance(value, Mapping):
+                raise ValueError(f"timesheet rules: {name} must be a mapping")
+            try:
+                return {str(key): Decimal(str(number)) for key, number in value.items()}
+            except ArithmeticError as error:
+                raise ValueError(f"timesheet rules: {name} has a value that is not a number") from error
+
+        rate_card = data.get("rate_card") or {}
+        if not isinstance(rate_card, Mapping):
+            raise ValueError("timesheet rules: rate_card must be a mapping with currency and rates")
+        titles = data.get("job_titles") or {}
+        types = data.get("time_and_materials_types") or ()
+        if not isinstance(titles, Mapping) or not isinstance(types, list | tuple):
+            raise ValueError("timesheet rules: job_titles must be a mapping, time_and_materials_types a list")
+        return cls(
+            role_targets=decimals("role_targets", data.get("role_targets") or {}),
+            job_titles={str(title): str(role) for title, role in titles.items()},
+            currency=str(rate_card.get("currency") or "USD"),
+            rates=decimals("rate_card.rates", rate_card.get("rates") or {}),
+            time_and_materials_types=tuple(str(name) for name in types),
+            sku_hours=decimals("sku_hours", data.get("sku_hours") or {}),
+        )
+
+    def role_of(self, job_title: str | None) -> str | None:
+        """GitLab job title (or a role name) -> role; None for people outside PS delivery."""
+        if not job_title:
+            return None
+        if job_title in self.role_targets:
+            return job_title
+        return self.job_titles.get(job_title)
+
+    def budget_from_skus(self, line_items: Iterable[tuple[str | None, Decimal]]) -> Decimal | None:
+        """Sum of quantity x hours per SKU; None when no SKU of the deal has hours on the table."""
+        known = [(sku, quantity) for sku, quantity in line_items if sku and sku in self.sku_hours]
+        if not known:
+            return None
+        return sum((self.sku_hours[sku] * quantity for sku, quantity in known), Decimal(0))
+
+
+@dataclass(frozen=True)
 class Progress:
     engagement: str
     budgeted_hours: Decimal | None
@@ -206,9 +275,8 @@ def progress(engagement: str, budgeted_hours: Decimal | None, approved_hours: De
 
 
 # --- locking and adjustments ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Entry:
-    """One rounded timelog as exported."""
+class Entry(NamedTuple):
+    """One rounded timelog as exported (a named tuple: the roll-up creates a million of them)."""
 
     timelog_id: str
     engineer: str

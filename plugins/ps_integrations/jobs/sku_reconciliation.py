@@ -265,15 +265,6 @@ class SkuReconciliation:
         return self.store.fetch_one("sku_reconciliation/earlier_run", {"as_of": as_of.isoformat()}) is not None
 
     # --- telling finance ----------------------------------------------------------------------------
-    def _value(self, name: str) -> str | None:
-        row = self.store.fetch_one("platform/get_value", {"job": JOB, "name": name})
-        return row["value"] if row else None
-
-    def _set_value(self, name: str, value: str) -> None:
-        self.store.execute(
-            "platform/set_value",
-            {"job": JOB, "name": name, "value": value, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")},
-        )
 
     def _issue_body(self, outcome: Outcome) -> str:
         as_of, problems, counts, paths = outcome.as_of, outcome.problems, outcome.counts, outcome.paths
@@ -322,7 +313,7 @@ class SkuReconciliation:
 
         try:
             project = self.gitlab.client.projects.get(self.config.finance_project, lazy=True)
-            iid = self._value("finance_issue_iid")
+            iid = self.store.get_value(JOB, "finance_issue_iid")
             issue = None
             if iid:
                 try:
@@ -358,7 +349,7 @@ class SkuReconciliation:
                         self.summary.note(f"finance issue #{issue.iid} {'reopened' if reopened else 'updated'}")
                     else:
                         self.summary.note(f"finance issue #{issue.iid} unchanged")
-                self._set_value("finance_issue_iid", str(issue.iid))
+                self.store.set_value(JOB, "finance_issue_iid", str(issue.iid))
             elif issue is not None and issue.state != "closed":
                 issue.notes.create({"body": f"Everything is reconciled as of {as_of.isoformat()}. Closing."})
                 project.issues.update(issue.iid, {"state_event": "close"})
@@ -376,14 +367,14 @@ class SkuReconciliation:
             outcome.new,
             outcome.resolved,
         )
-        from airflow.providers.smtp.hooks.smtp import SmtpHook
+        from ps_integrations.mail import send_html_mail
 
         content = json.dumps(
             {"counts": counts, "paths": paths, "new": new, "resolved": resolved}, sort_keys=True, default=str
         )
         digest = hashlib.sha256(content.encode()).hexdigest()
         key = f"mail:{as_of.isoformat()}"
-        if self._value(key) == digest:
+        if self.store.get_value(JOB, key) == digest:
             self.summary.note("finance mail already sent for this export")
             return
         problems = sum(count for status, count in counts.items() if status != "match")
@@ -394,11 +385,10 @@ class SkuReconciliation:
             f"<table border='1' cellpadding='4'><tr><th>Status</th><th>Rows</th></tr>{rows}</table>"
             "<p>Files:</p><ul>" + "".join(f"<li>{path}</li>" for path in paths) + "</ul>"
         )
-        with SmtpHook(smtp_conn_id="smtp_default") as smtp:
-            smtp.send_email_smtp(
-                to=self.config.finance_recipients,
-                subject=f"[ps-integrations] SKU reconciliation {as_of.isoformat()}: {problems} row(s) need attention",
-                html_content=html,
-            )
-        self._set_value(key, digest)
+        send_html_mail(
+            self.config.finance_recipients,
+            f"[ps-integrations] SKU reconciliation {as_of.isoformat()}: {problems} row(s) need attention",
+            html,
+        )
+        self.store.set_value(JOB, key, digest)
         self.summary.add("mails sent", 1)

@@ -1,40 +1,59 @@
-"""Timesheet roll-up inputs (issue #8, second step): timelogs through GitLab GraphQL and approval
-issues through REST, turned into the domain's rounded entries and approvals.
+"""Timesheet roll-up (issue #8): approved PS hours from GitLab to finance.
 
-The DAG, exports, locking and finance mail build on these next.
+Inputs: timelogs through GitLab GraphQL, approval issues and engagement issues through REST,
+budgets and SKUs of the engagements' opportunities through Salesforce. Output: one folder per
+period in the exports store, locked once exported; later changes become adjustments.
 """
 
 from __future__ import annotations
 
+import base64
+import gc
+import json
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+import os
+import re
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
+from operator import attrgetter
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ps_integrations.domain.timesheets import (
-    ROLE_TARGETS,
     ApprovalIssue,
     ApprovalLabels,
     Entry,
     Period,
+    RollupRules,
     adjustments,
     approved_periods,
     category_of,
+    group_by_period,
     is_billable,
-    local_date,
     parse_period_key,
+    period_of,
     progress,
     read_approval,
     round_hours,
     totals,
     utilization,
 )
-from ps_integrations.exports import Column, ExportFile, csv_file, json_file
-from ps_integrations.run_summary import RunSummary
+from ps_integrations.exports import Column, ExportFile, csv_file, csv_text_file, format_value, json_file
+from ps_integrations.paths import INCLUDE_DIR
+from ps_integrations.run_summary import RecordFailure, RunSummary
 
 log = logging.getLogger(__name__)
+
+RULES_FILE = INCLUDE_DIR / "ps_timesheet_rollup" / "rules.yml"
+JOB = "ps_timesheet_rollup"
+SOQL_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(__c)?$")
 
 TIMELOGS_QUERY = """
 query($group: GroupID!, $start: Time!, $end: Time!, $after: String) {
@@ -51,11 +70,32 @@ query($group: GroupID!, $start: Time!, $end: Time!, $after: String) {
 """
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: the roll-up allocates millions of small, acyclic
+    objects (timelogs, entries, rows), and each automatic collection would scan them all again."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def load_rules(path: Path = RULES_FILE) -> RollupRules:
+    import yaml
+
+    return RollupRules.from_mapping(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+
+
 @dataclass(frozen=True)
 class TimelogFinding:
     timelog_id: str
     engineer: str
+    kind: str  # no_issue, future_dated, closed_engagement
     problem: str
+    day: date
 
 
 def fetch_timelogs(gitlab: Any, group_path: str, start: date, end: date) -> list[dict[str, Any]]:
@@ -64,8 +104,6 @@ def fetch_timelogs(gitlab: Any, group_path: str, start: date, end: date) -> list
     The range is widened by a day each side so business-time-zone dates near midnight are not lost;
     callers keep the entries whose local date falls in their period.
     """
-    from datetime import timedelta
-
     group = gitlab.client.groups.get(group_path)
     variables = {
         "group": f"gid://gitlab/Group/{group.id}",
@@ -73,6 +111,33 @@ def fetch_timelogs(gitlab: Any, group_path: str, start: date, end: date) -> list
         "end": (end + timedelta(days=1)).isoformat(),
     }
     return list(gitlab.graphql_nodes(TIMELOGS_QUERY, variables, ["timelogs"]))
+
+
+def _local_day_reader(business_timezone: str) -> Callable[[str], date]:
+    """``spentAt`` (ISO 8601, UTC) -> business-local date, converting once per UTC hour.
+
+    Time-zone offsets change only on UTC hour boundaries, so the local time of the hour's start
+    plus the minutes decides the date; a million timelogs touch about 17,000 distinct hours.
+    """
+    zone = ZoneInfo(business_timezone)
+    hour_starts: dict[str, datetime] = {}
+
+    def local_day(spent_at: str) -> date:
+        if len(spent_at) < 16 or not (spent_at.endswith("Z") or spent_at.endswith("+00:00")):
+            moment = datetime.fromisoformat(spent_at.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                raise ValueError(f"timelog time {spent_at!r} carries no time zone")
+            return moment.astimezone(zone).date()
+        hour = spent_at[:13]
+        start = hour_starts.get(hour)
+        if start is None:
+            start = hour_starts[hour] = datetime.fromisoformat(hour + ":00:00+00:00").astimezone(zone)
+        minutes = start.minute + int(spent_at[14:16])
+        if start.hour == 23 and minutes >= 60:
+            return start.date() + timedelta(days=1)
+        return start.date()
+
+    return local_day
 
 
 def to_entries(
@@ -84,51 +149,58 @@ def to_entries(
     today: date,
 ) -> tuple[list[Entry], list[TimelogFinding]]:
     """Rounded entries whose business-local date is in [first_day, last_day], and what looks wrong."""
+    local_day = _local_day_reader(business_timezone)
+    hours_of = lru_cache(maxsize=4096)(round_hours)
+    category = lru_cache(maxsize=256)(category_of)
     entries, findings = [], []
     for node in nodes:
-        timelog_id = str(node["id"]).rsplit("/", 1)[-1]
-        engineer = str((node.get("user") or {}).get("username") or "")
-        spent_at = datetime.fromisoformat(str(node["spentAt"]).replace("Z", "+00:00"))
-        day = local_date(spent_at, business_timezone)
+        day = local_day(str(node["spentAt"]))
         if not first_day <= day <= last_day:
             continue
+        timelog_id = str(node["id"]).rsplit("/", 1)[-1]
+        engineer = str((node.get("user") or {}).get("username") or "")
         issue = node.get("issue")
         if issue is None:
-            findings.append(TimelogFinding(timelog_id, engineer, "timelog without an issue"))
+            findings.append(TimelogFinding(timelog_id, engineer, "no_issue", "timelog without an issue", day))
             continue
         if day > today:
-            findings.append(TimelogFinding(timelog_id, engineer, f"future-dated entry ({day.isoformat()})"))
-        project = str((node.get("project") or {}).get("fullPath") or "")
-        is_engagement = project == engagement_project
-        category = category_of((issue.get("epic") or {}).get("title"), is_engagement)
+            findings.append(
+                TimelogFinding(timelog_id, engineer, "future_dated", f"future-dated entry ({day.isoformat()})", day)
+            )
+        is_engagement = (node.get("project") or {}).get("fullPath") == engagement_project
+        url = str(issue.get("webUrl") or "")
         if is_engagement and issue.get("state") == "closed":
             findings.append(
-                TimelogFinding(timelog_id, engineer, f"time on a closed engagement ({issue.get('webUrl')})")
+                TimelogFinding(timelog_id, engineer, "closed_engagement", f"time on a closed engagement ({url})", day)
             )
+        epic = issue.get("epic")
         entries.append(
             Entry(
-                timelog_id, engineer, day, str(issue.get("webUrl") or ""), category, round_hours(int(node["timeSpent"]))
+                timelog_id,
+                engineer,
+                day,
+                url,
+                category(epic.get("title") if epic else None, is_engagement),
+                hours_of(int(node["timeSpent"])),
             )
         )
     return entries, findings
 
 
-def fetch_approval_issues(gitlab: Any, project_path: str, period_prefix: str) -> list[ApprovalIssue]:
+def fetch_approval_issues(gitlab: Any, project_path: str, labels: ApprovalLabels) -> list[ApprovalIssue]:
     """Approval issues of the time-tracking project (any state), as the domain reads them."""
     project = gitlab.client.projects.get(project_path, lazy=True)
     issues = []
     for issue in project.issues.list(state="all", per_page=100, iterator=True):
-        labels = tuple(issue.labels)
-        if not any(label.startswith(period_prefix) for label in labels) and not any(
-            label in ("ManagerCertifiedTimesheet", "HeadOfPSApproved", "FinanceApproved") for label in labels
-        ):
+        names = tuple(issue.labels)
+        if not any(name.startswith(labels.period_prefix) or name in labels.levels for name in names):
             continue
         assignees = tuple(str(assignee["username"]) for assignee in (issue.assignees or []))
-        issues.append(ApprovalIssue(int(issue.iid), labels, assignees, issue.web_url))
+        issues.append(ApprovalIssue(int(issue.iid), names, assignees, issue.web_url))
     return issues
 
 
-# --- the export of one period ---------------------------------------------------------------------------
+# --- engagements -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EngagementInfo:
     """What finance needs about an engagement issue (from the opportunity it was synced from)."""
@@ -139,8 +211,100 @@ class EngagementInfo:
     sku: str = ""
     budgeted_hours: Decimal | None = None
     time_and_materials: bool = False
+    budget_source: str = ""  # opportunity, sku_table or empty
+    problem: str = ""  # why the engagement is unknown to Salesforce, if it is
 
 
+def engagement_directory(gitlab: Any, project_path: str, rules: RollupRules) -> dict[str, EngagementInfo]:
+    """Engagement issue URL -> opportunity Id (the sync's marker), account (title), billing (type label)."""
+    from ps_integrations.domain.opportunity_sync import find_marker
+
+    project = gitlab.client.projects.get(project_path, lazy=True)
+    directory = {}
+    for issue in project.issues.list(state="all", per_page=100, iterator=True):
+        title = str(issue.title)
+        account = title.split(":", 1)[0].replace("\u200b", "").strip() if ":" in title else ""
+        opportunity_id = find_marker(issue.description) or ""
+        directory[issue.web_url] = EngagementInfo(
+            issue.web_url,
+            opportunity_id=opportunity_id,
+            account=account,
+            time_and_materials=any(label in rules.time_and_materials_types for label in issue.labels),
+            problem="" if opportunity_id else "engagement issue has no opportunity link",
+        )
+    return directory
+
+
+def opportunity_budgets(
+    salesforce: Any, opportunity_ids: Iterable[str], budget_field: str, rules: RollupRules
+) -> dict[str, tuple[Decimal | None, str, str]]:
+    """Opportunity Id -> (budgeted hours, main SKU, budget source), from Salesforce.
+
+    The budget is the opportunity's ``budget_field`` when set, else quantity x hours per SKU from
+    the rules' table. Opportunities Salesforce does not return are absent from the result.
+    """
+    from ps_integrations.domain.opportunity_sync import SALESFORCE_ID
+
+    if not SOQL_FIELD.match(budget_field):
+        raise ValueError(f"budget_field {budget_field!r} is not a Salesforce field name")
+    wanted = sorted({oid for oid in opportunity_ids if SALESFORCE_ID.match(oid)})
+    found: dict[str, tuple[Decimal | None, str, str]] = {}
+    for offset in range(0, len(wanted), 200):
+        chunk = wanted[offset : offset + 200]
+        quoted = ", ".join(f"'{oid}'" for oid in chunk)
+        soql = (
+            f"SELECT Id, {budget_field}, (SELECT Quantity, TotalPrice, Product2.ProductCode "  # noqa: S608
+            f"FROM OpportunityLineItems ORDER BY Id) FROM Opportunity WHERE Id IN ({quoted})"
+        )
+        for record in salesforce.query_records(soql):
+            items = (record.get("OpportunityLineItems") or {}).get("records") or []
+            lines = [
+                (
+                    (item.get("Product2") or {}).get("ProductCode"),
+                    Decimal(str(item.get("Quantity") or 0)),
+                    Decimal(str(item.get("TotalPrice") or 0)),
+                )
+                for item in items
+            ]
+            main = max(lines, key=lambda line: (line[2], line[0] or ""), default=(None, Decimal(0), Decimal(0)))
+            field_value = record.get(budget_field)
+            budget: Decimal | None
+            if field_value not in (None, ""):
+                budget, source = Decimal(str(field_value)), "opportunity"
+            else:
+                budget = rules.budget_from_skus((sku, quantity) for sku, quantity, _ in lines)
+                source = "sku_table" if budget is not None else ""
+            for oid in (record["Id"], record["Id"][:15]):
+                found[oid] = (budget, main[0] or "", source)
+    return found
+
+
+def with_budgets(
+    directory: dict[str, EngagementInfo], budgets: dict[str, tuple[Decimal | None, str, str]]
+) -> dict[str, EngagementInfo]:
+    out = {}
+    for url, info in directory.items():
+        if not info.opportunity_id:
+            out[url] = info
+            continue
+        known = budgets.get(info.opportunity_id) or budgets.get(info.opportunity_id[:15])
+        if known is None:
+            out[url] = EngagementInfo(
+                url,
+                info.opportunity_id,
+                info.account,
+                time_and_materials=info.time_and_materials,
+                problem=f"opportunity {info.opportunity_id} not found in Salesforce",
+            )
+        else:
+            budget, sku, source = known
+            out[url] = EngagementInfo(
+                url, info.opportunity_id, info.account, sku, budget, info.time_and_materials, source
+            )
+    return out
+
+
+# --- the export of one period ---------------------------------------------------------------------------
 APPROVED_HOURS_COLUMNS = (
     Column("engineer", "GitLab username of the engineer"),
     Column("period", "Timesheet period (ISO week 2026-W46 or month 2026-11)"),
@@ -148,7 +312,7 @@ APPROVED_HOURS_COLUMNS = (
     Column("engagement", "Engagement issue URL (internal categories: the category issue)"),
     Column("opportunity_id", "Salesforce opportunity Id of the engagement, if any"),
     Column("account", "Customer account"),
-    Column("sku", "Main SKU of the engagement"),
+    Column("sku", "Main SKU of the engagement (largest line item of the opportunity)"),
     Column("category", "Project Work, PS Internal, Internal Assisted, Global Company Meetings or PTO/Holidays"),
     Column("billable", "true when the hours are billable"),
     Column("hours", "Hours, rounded to the quarter hour (negative: a correction)"),
@@ -168,20 +332,71 @@ PROGRESS_COLUMNS = (
     Column("opportunity_id", "Salesforce opportunity Id"),
     Column("account", "Customer account"),
     Column("budgeted_hours", "Budgeted hours of the engagement"),
-    Column("approved_hours_to_date", "Approved hours up to and including this period"),
+    Column("budget_source", "opportunity (the deal's budget field) or sku_table (quantity x hours per SKU)"),
+    Column("period_hours", "Approved billable hours of this period"),
+    Column("approved_hours_to_date", "Approved billable hours up to and including this period"),
     Column("percent_complete", "approved / budgeted, capped at 100"),
     Column("over_budget", "true when approved hours passed the budget"),
     Column("billing", "fixed_price or time_and_materials"),
-    Column("hourly_rate", "Rate card rate for time-and-materials hours of this period"),
+    Column("hourly_rate", "Time and materials: blended rate card rate of this period's hours"),
     Column("currency", "ISO 4217 currency of hourly_rate and revenue_to_release"),
-    Column("revenue_to_release", "Time and materials: this period's approved hours x rate"),
+    Column("revenue_to_release", "Time and materials: this period's hours x each engineer's role rate"),
 )
 FINDINGS_COLUMNS = (
     Column("engineer", "GitLab username (empty when the finding names none)"),
     Column("period", "Timesheet period"),
-    Column("kind", "under_minimum, closed_engagement, unknown_engagement, future_dated, no_issue, untrusted_approval"),
+    Column(
+        "kind",
+        "under_minimum, closed_engagement, unknown_engagement, future_dated, no_issue, untrusted_approval, no_rate",
+    ),
     Column("detail", "What was found"),
 )
+ADJUSTMENT_COLUMNS = (
+    Column("period", "The locked period the timelog belongs to"),
+    Column("timelog_id", "GitLab timelog id"),
+    Column("engineer", "Author of the timelog"),
+    Column("change", "added, removed or edited after the period was exported"),
+    Column("original_hours", "Hours as exported"),
+    Column("new_hours", "Hours now"),
+    Column("original_day", "Date as exported, ISO 8601"),
+    Column("new_day", "Date now, ISO 8601"),
+    Column("detected_at", "When the change was found, ISO 8601 UTC"),
+)
+
+
+def _pct(share: Decimal | None) -> Decimal | None:
+    return None if share is None else (share * 100).quantize(Decimal("0.01"))
+
+
+def _approved_hours_rows(
+    period: Period, entries: list[Entry], engagements: dict[str, EngagementInfo]
+) -> list[list[str]]:
+    """approved_hours.csv rows as strings; per-engagement, per-day and per-value renderings are
+    cached because a week of a large team has many rows and few distinct values."""
+    described: dict[str, tuple[str, str, str]] = {}
+    days: dict[date, str] = {}
+    numbers: dict[Decimal, str] = {}
+    rows = []
+    for entry in sorted(entries, key=attrgetter("engineer", "day", "engagement", "timelog_id")):
+        about = described.get(entry.engagement)
+        if about is None:
+            info = engagements.get(entry.engagement) or EngagementInfo(entry.engagement)
+            about = described[entry.engagement] = (info.opportunity_id, info.account, info.sku)
+        day = days.get(entry.day) or days.setdefault(entry.day, entry.day.isoformat())
+        hours = numbers.get(entry.hours) or numbers.setdefault(entry.hours, format_value(entry.hours))
+        rows.append(
+            [
+                entry.engineer,
+                period.key,
+                day,
+                entry.engagement,
+                *about,
+                entry.category,
+                "true" if is_billable(entry.category) else "false",
+                hours,
+            ]
+        )
+    return rows
 
 
 def period_export(
@@ -189,89 +404,95 @@ def period_export(
     entries: list[Entry],
     roles: dict[str, str],
     engagements: dict[str, EngagementInfo],
-    hours_to_date: dict[str, Decimal],
+    hours_before: dict[str, Decimal],
     findings: list[tuple[str, str, str]],
-    rate_card: dict[str, Decimal],
-    currency: str = "USD",
+    rules: RollupRules,
     weekly_minimum: Decimal = Decimal(40),
 ) -> list[ExportFile]:
-    """The data files of one period's export (the caller adds the manifest and README)."""
+    """The data files of one period's export (the caller adds adjustments, the manifest and README).
+
+    ``hours_before``: approved billable hours per engagement exported for earlier periods.
+    """
     summed = totals(entries)
-    hours_rows = [
-        {
-            "engineer": entry.engineer,
-            "period": period.key,
-            "date": entry.day,
-            "engagement": entry.engagement,
-            "opportunity_id": engagements.get(entry.engagement, EngagementInfo(entry.engagement)).opportunity_id,
-            "account": engagements.get(entry.engagement, EngagementInfo(entry.engagement)).account,
-            "sku": engagements.get(entry.engagement, EngagementInfo(entry.engagement)).sku,
-            "category": entry.category,
-            "billable": is_billable(entry.category),
-            "hours": entry.hours,
-        }
-        for entry in sorted(entries, key=lambda e: (e.engineer, e.day, e.engagement, e.timelog_id))
-    ]
-    utilization_rows = []
+    hours_rows = _approved_hours_rows(period, entries, engagements)
     all_findings = list(findings)
+    utilization_rows = []
     for engineer in sorted(summed.by_engineer):
+        role = roles.get(engineer)
         result = utilization(
             engineer,
-            roles.get(engineer),
+            role,
             summed.billable.get(engineer, Decimal(0)),
             summed.pto.get(engineer, Decimal(0)),
             period,
+            targets=rules.role_targets,
         )
         utilization_rows.append(
             {
                 "engineer": engineer,
-                "role": roles.get(engineer, ""),
+                "role": role or "",
                 "period": period.key,
                 "billable_hours": result.billable_hours,
                 "available_hours": result.available_hours,
-                "utilization_pct": None
-                if result.utilization is None
-                else (result.utilization * 100).quantize(Decimal("0.01")),
-                "target_pct": None if result.target is None else (result.target * 100).quantize(Decimal("0.01")),
-                "gap_pct": None if result.gap is None else (result.gap * 100).quantize(Decimal("0.01")),
+                "utilization_pct": _pct(result.utilization),
+                "target_pct": _pct(result.target),
+                "gap_pct": _pct(result.gap),
             }
         )
-        if period.key.count("-W") and summed.by_engineer[engineer] < weekly_minimum:
+        if "-W" in period.key and summed.by_engineer[engineer] < weekly_minimum:
             all_findings.append(
                 (engineer, "under_minimum", f"{summed.by_engineer[engineer]} h logged, minimum {weekly_minimum} h")
             )
-    period_billable: dict[str, Decimal] = {}
+    period_hours: dict[str, Decimal] = defaultdict(Decimal)
+    revenue: dict[str, Decimal] = defaultdict(Decimal)
     for entry in entries:
-        if is_billable(entry.category):
-            period_billable[entry.engagement] = period_billable.get(entry.engagement, Decimal(0)) + entry.hours
+        if not is_billable(entry.category):
+            continue
+        period_hours[entry.engagement] += entry.hours
+        billed_to = engagements.get(entry.engagement)
+        if billed_to is not None and billed_to.time_and_materials:
+            rate = rules.rates.get(roles.get(entry.engineer) or "")
+            if rate is None:
+                all_findings.append(
+                    (
+                        entry.engineer,
+                        "no_rate",
+                        f"no rate card rate for the role of {entry.engineer} ({entry.engagement})",
+                    )
+                )
+            else:
+                revenue[entry.engagement] += entry.hours * rate
     progress_rows = []
-    for url in sorted(period_billable):
-        info = engagements.get(url, EngagementInfo(url))
-        done = progress(url, info.budgeted_hours, hours_to_date.get(url, period_billable[url]))
-        rate = rate_card.get("time_and_materials") if info.time_and_materials else None
+    for url in sorted(period_hours):
+        info = engagements.get(url) or EngagementInfo(url, problem="not an issue of the engagements project")
+        if info.problem:
+            all_findings.append(("", "unknown_engagement", f"{url}: {info.problem}"))
+        to_date = hours_before.get(url, Decimal(0)) + period_hours[url]
+        done = progress(url, info.budgeted_hours, to_date)
+        billed = info.time_and_materials and period_hours[url] != 0
         progress_rows.append(
             {
                 "engagement": url,
                 "opportunity_id": info.opportunity_id,
                 "account": info.account,
                 "budgeted_hours": info.budgeted_hours,
+                "budget_source": info.budget_source,
+                "period_hours": period_hours[url],
                 "approved_hours_to_date": done.approved_hours,
                 "percent_complete": done.percent_complete,
                 "over_budget": done.over_budget,
                 "billing": "time_and_materials" if info.time_and_materials else "fixed_price",
-                "hourly_rate": rate,
-                "currency": currency if rate is not None else "",
-                "revenue_to_release": (period_billable[url] * rate).quantize(Decimal("0.01"))
-                if rate is not None
-                else None,
+                "hourly_rate": (revenue[url] / period_hours[url]).quantize(Decimal("0.01")) if billed else None,
+                "currency": rules.currency if info.time_and_materials else "",
+                "revenue_to_release": revenue[url].quantize(Decimal("0.01")) if info.time_and_materials else None,
             }
         )
     finding_rows = [
         {"engineer": engineer, "period": period.key, "kind": kind, "detail": detail}
-        for engineer, kind, detail in sorted(all_findings)
+        for engineer, kind, detail in sorted(set(all_findings))
     ]
     return [
-        csv_file(
+        csv_text_file(
             "approved_hours.csv",
             "Every approved timelog of the period, rounded to the quarter hour.",
             APPROVED_HOURS_COLUMNS,
@@ -298,16 +519,30 @@ def period_export(
     ]
 
 
+def row_count(export: ExportFile) -> int:
+    """Data rows of a CSV export (its fields never hold line breaks)."""
+    return max(export.content.count(b"\n") - 1, 0)
+
+
 # --- locking -----------------------------------------------------------------------------------------
 class ExportLedger:
     """What was exported per (period, engineer), in the state store.
 
     Exported (period, engineer) pairs are locked: their timelogs are never re-exported. A later
-    change to one of them is recorded once as an adjustment, reported in the export being written.
+    change to one of them is recorded once as an adjustment and reported in the next export.
+    The files of each export are kept too, so a re-run with nothing new writes the same bytes.
     """
 
     def __init__(self, store: Any) -> None:
         self.store = store
+
+    def locks(self) -> dict[str, dict[str, int]]:
+        """period -> engineer -> approval level it was exported at."""
+        locks: dict[str, dict[str, int]] = defaultdict(dict)
+        for period in self.store.fetch_all("timesheets/locked_periods"):
+            for row in self.store.fetch_all("timesheets/locked_engineers", {"period": period["period"]}):
+                locks[period["period"]][row["engineer"]] = int(row["approval_level"])
+        return locks
 
     def locked_engineers(self, period: str) -> set[str]:
         return {row["engineer"] for row in self.store.fetch_all("timesheets/locked_engineers", {"period": period})}
@@ -324,6 +559,15 @@ class ExportLedger:
             )
             for row in self.store.fetch_all("timesheets/exported_entries", {"period": period})
         ]
+
+    def billable_before(self, day: date, category: str) -> dict[str, Decimal]:
+        """Exported hours per engagement of the category dated before ``day``."""
+        hours: dict[str, Decimal] = defaultdict(Decimal)
+        for row in self.store.fetch_all(
+            "timesheets/billable_before", {"category": category, "before": day.isoformat()}
+        ):
+            hours[row["engagement"]] += Decimal(row["hours"])
+        return dict(hours)
 
     def lock(
         self, period: str, engineer: str, approval_level: int, entries: list[Entry], run_id: str, now: datetime
@@ -360,9 +604,9 @@ class ExportLedger:
             )
 
     def record_adjustments(
-        self, period: str, changes: list[Any], reported_in: str, now: datetime
+        self, period: str, changes: list[Any], now: datetime, reported_in: str = ""
     ) -> list[dict[str, Any]]:
-        """Store adjustments not seen before; return every adjustment reported in ``reported_in``."""
+        """Store adjustments not seen before (pending unless ``reported_in``); return every one reported there."""
         for change in changes:
             self.store.execute(
                 "timesheets/record_adjustment",
@@ -379,134 +623,248 @@ class ExportLedger:
                     "reported_in": reported_in,
                 },
             )
-        return self.store.fetch_all("timesheets/adjustments_reported_in", {"reported_in": reported_in})
+        return self.reported_in(reported_in) if reported_in else []
+
+    def pending_adjustments(self) -> list[dict[str, Any]]:
+        return self.store.fetch_all("timesheets/pending_adjustments")
+
+    def attach_pending(self, folder: str) -> list[dict[str, Any]]:
+        """Report every pending adjustment in ``folder``; return all adjustments reported there."""
+        self.store.execute("timesheets/attach_pending_adjustments", {"reported_in": folder})
+        return self.reported_in(folder)
+
+    def reported_in(self, folder: str) -> list[dict[str, Any]]:
+        return self.store.fetch_all("timesheets/adjustments_reported_in", {"reported_in": folder})
+
+    def stored_files(self, folder: str) -> list[ExportFile]:
+        files = []
+        for row in self.store.fetch_all("timesheets/stored_files", {"folder": folder}):
+            content = zlib.decompress(base64.b64decode(row["content"]))
+            columns = tuple(Column(name, text) for name, text in json.loads(row["columns"]))
+            files.append(ExportFile(row["name"], content, row["description"], columns))
+        return files
+
+    def store_files(self, folder: str, files: list[ExportFile]) -> None:
+        with self.store.transaction() as connection:
+            self.store.execute("timesheets/forget_files", {"folder": folder}, connection)
+            self.store.execute(
+                "timesheets/store_file",
+                [
+                    {
+                        "folder": folder,
+                        "name": export.name,
+                        "position": position,
+                        "description": export.description,
+                        "columns": json.dumps([[column.name, column.description] for column in export.columns]),
+                        "sha256": export.sha256,
+                        "content": base64.b64encode(zlib.compress(export.content, 6)).decode("ascii"),
+                    }
+                    for position, export in enumerate(files)
+                ],
+                connection,
+            )
 
 
 # --- the job -------------------------------------------------------------------------------------------
+def default_business_timezone() -> str:
+    """The business time zone the DAG is scheduled in (``PS_BUSINESS_TIMEZONE``, UTC by default)."""
+    return os.environ.get("PS_BUSINESS_TIMEZONE", "UTC")
+
+
 @dataclass(frozen=True)
 class RollupConfig:
     group: str = "professional-services"
     engagements_project: str = "professional-services/engagements"
     time_tracking_project: str = "professional-services/time-tracking"
-    business_timezone: str = "UTC"
+    business_timezone: str = field(default_factory=default_business_timezone)
+    period_length: str = "week"
+    period_label_prefix: str = "timesheet::"
+    approval_labels: tuple[str, ...] = ApprovalLabels().levels
     release_level: int = 2
     weekly_minimum_hours: int = 40
-    hourly_rate_time_and_materials: str = "250"
-    currency: str = "USD"
-    time_and_materials_types: tuple[str, ...] = ("Embedded Engineer",)
+    budget_field: str = "Budgeted_Hours__c"
+    adjustment_lookback_weeks: int = 8
     finance_recipients: str = "finance@example.com"
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> RollupConfig:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"unknown timesheet roll-up settings: {sorted(unknown)}")
+            raise ValueError(f"ps_timesheet_rollup_config: unknown settings {sorted(unknown)}")
         values = dict(data)
-        if "time_and_materials_types" in values:
-            values["time_and_materials_types"] = tuple(values["time_and_materials_types"])
-        return cls(**values)
+        if "approval_labels" in values:
+            values["approval_labels"] = tuple(values["approval_labels"])
+        config = cls(**values)
+        if config.period_length not in ("week", "month"):
+            raise ValueError("ps_timesheet_rollup_config: period_length must be 'week' or 'month'")
+        if not 1 <= config.release_level <= len(config.approval_labels):
+            raise ValueError(
+                f"ps_timesheet_rollup_config: release_level must be 1..{len(config.approval_labels)} "
+                f"(the position of the releasing label in approval_labels)"
+            )
+        ZoneInfo(config.business_timezone)  # unknown zones fail here, naming the zone
+        return config
+
+    @property
+    def labels(self) -> ApprovalLabels:
+        return ApprovalLabels(self.period_label_prefix, self.approval_labels)
 
 
-ADJUSTMENT_COLUMNS = (
-    Column("period", "The locked period the timelog belongs to"),
-    Column("timelog_id", "GitLab timelog id"),
-    Column("engineer", "Author of the timelog"),
-    Column("change", "added, removed or edited after the period was exported"),
-    Column("original_hours", "Hours as exported"),
-    Column("new_hours", "Hours now"),
-    Column("original_day", "Date as exported, ISO 8601"),
-    Column("new_day", "Date now, ISO 8601"),
-    Column("detected_at", "When the change was found, ISO 8601 UTC"),
-)
+def periods_between(first: date, last: date, length: str) -> list[Period]:
+    """Every period of ``length`` overlapping first..last (inclusive)."""
+    periods, day = [], first
+    while day <= last:
+        period = period_of(day, length)
+        periods.append(period)
+        day = period.end
+    return periods
 
 
-def engagement_directory(
-    gitlab: Any, project_path: str, time_and_materials_types: tuple[str, ...]
-) -> dict[str, EngagementInfo]:
-    """Engagement issue URL -> opportunity Id (from the sync's marker), account (from the title)."""
-    from ps_integrations.domain.opportunity_sync import find_marker
+def selected_periods(
+    period: str | None, period_start: str | None, period_end: str | None, length: str
+) -> list[Period] | None:
+    """The periods a manual run asked for (``period`` or ``period_start``..``period_end``), else None."""
+    from ps_integrations.exceptions import ConfigurationError
 
-    project = gitlab.client.projects.get(project_path, lazy=True)
-    directory = {}
-    for issue in project.issues.list(state="all", per_page=100, iterator=True):
-        account = str(issue.title).split(":", 1)[0].replace("\u200b", "").strip() if ":" in str(issue.title) else ""
-        directory[issue.web_url] = EngagementInfo(
-            issue.web_url,
-            opportunity_id=find_marker(issue.description) or "",
-            account=account,
-            time_and_materials=any(label in time_and_materials_types for label in issue.labels),
-        )
-    return directory
+    if period:
+        try:
+            return [parse_period_key(period)]
+        except ValueError as error:
+            raise ConfigurationError(f"param period {period!r} is not like 2026-W44 or 2026-11") from error
+    if period_start or period_end:
+        if not (period_start and period_end):
+            raise ConfigurationError("params period_start and period_end go together")
+        first, last = date.fromisoformat(period_start), date.fromisoformat(period_end)
+        if last < first:
+            raise ConfigurationError(f"period_end {period_end} is before period_start {period_start}")
+        return periods_between(first, last, length)
+    return None
+
+
+def contiguous_ranges(periods: Iterable[Period]) -> list[tuple[date, date]]:
+    """Inclusive date ranges covering the periods, adjacent periods merged (one fetch per range)."""
+    ranges: list[list[date]] = []
+    for period in sorted(set(periods)):
+        if ranges and period.start <= ranges[-1][1] + timedelta(days=1):
+            ranges[-1][1] = max(ranges[-1][1], period.end - timedelta(days=1))
+        else:
+            ranges.append([period.start, period.end - timedelta(days=1)])
+    return [(start, end) for start, end in ranges]
+
+
+@dataclass
+class Landed:
+    folder: str
+    paths: list[str]
+    manifest_sha256: str
+    rows: dict[str, int]
+    adjustments: int
 
 
 class TimesheetRollup:
-    def __init__(self, gitlab: Any, store: Any, exports: Any, config: RollupConfig, run_id: str) -> None:
-        self.gitlab, self.store, self.exports, self.config, self.run_id = gitlab, store, exports, config, run_id
+    def __init__(
+        self,
+        gitlab: Any,
+        salesforce: Any,
+        store: Any,
+        exports: Any,
+        config: RollupConfig,
+        rules: RollupRules,
+        run_id: str,
+    ) -> None:
+        self.gitlab, self.salesforce, self.store, self.exports = gitlab, salesforce, store, exports
+        self.config, self.rules, self.run_id = config, rules, run_id
         self.ledger = ExportLedger(store)
-
-    def run(self, until: date, only_period: str | None, today: date, now: datetime) -> Any:
-        summary = RunSummary(
-            counts={"periods": 0, "exported engineer-periods": 0, "entries": 0, "adjustments": 0, "failed": 0}
+        self.summary = RunSummary(
+            counts={
+                "periods exported": 0,
+                "periods unchanged": 0,
+                "engineer-periods locked": 0,
+                "entries": 0,
+                "adjustments": 0,
+                "mails sent": 0,
+            }
         )
-        members = self.gitlab.client.groups.get(self.config.group).members_all.list(get_all=True)
-        roles = {m.username: m.job_title for m in members if getattr(m, "job_title", "") in ROLE_TARGETS}
+
+    def run(self, until: date, selection: list[Period] | None, today: date, now: datetime) -> RunSummary:
+        """Export every released period not exported yet that ended by ``until`` (or the selection)."""
+        with collector_paused():
+            return self._run(until, selection, today, now)
+
+    def _run(self, until: date, selection: list[Period] | None, today: date, now: datetime) -> RunSummary:
+        config, summary = self.config, self.summary
+        members = self.gitlab.client.groups.get(config.group).members_all.list(get_all=True)
+        roles = {m.username: role for m in members if (role := self.rules.role_of(getattr(m, "job_title", "")))}
         approvals = [
-            read_approval(issue, ApprovalLabels(), set(roles))
-            for issue in fetch_approval_issues(self.gitlab, self.config.time_tracking_project, "timesheet::")
+            read_approval(issue, config.labels, set(roles))
+            for issue in fetch_approval_issues(self.gitlab, config.time_tracking_project, config.labels)
         ]
         untrusted = [a for a in approvals if not a.trusted]
         for approval in untrusted:
             summary.note(f"untrusted approval issue #{approval.issue_iid}: {approval.problem}")
-        released = approved_periods(approvals, self.config.release_level)
-        keys = sorted({period for (_engineer, period) in released})
-        if only_period:
-            keys = [only_period]
-        periods = [parse_period_key(key) for key in keys]
-        periods = [period for period in periods if period.end <= until + timedelta(days=1) or only_period]
-        directory = engagement_directory(
-            self.gitlab, self.config.engagements_project, self.config.time_and_materials_types
-        )
-        written_folders = []
-        for period in periods:
-            nodes = fetch_timelogs(self.gitlab, self.config.group, period.start, period.end - timedelta(days=1))
-            current, timelog_findings = to_entries(
-                nodes,
-                self.config.business_timezone,
-                self.config.engagements_project,
-                period.start,
-                period.end - timedelta(days=1),
-                today,
+        released = approved_periods(approvals, config.release_level)
+        locks = self.ledger.locks()
+        if selection is not None:
+            targets = sorted(set(selection))
+        else:
+            open_keys = {key for (engineer, key) in released if engineer not in locks.get(key, {})}
+            targets = sorted(
+                period
+                for period in (parse_period_key(key) for key in open_keys)
+                if period.end <= until + timedelta(days=1)
             )
-            released_here = {engineer for (engineer, key) in released if key == period.key}
-            locked = self.ledger.locked_engineers(period.key)
-            exported = self.ledger.exported_entries(period.key)
-            fresh = [e for e in current if e.engineer in released_here - locked]
-            entries = [e for e in exported if e.engineer in locked] + fresh
-            unapproved: dict[str, Decimal] = {}
-            for entry in current:
-                if entry.engineer not in released_here and entry.engineer not in locked:
-                    unapproved[entry.engineer] = unapproved.get(entry.engineer, Decimal(0)) + entry.hours
-            for engineer, hours in sorted(unapproved.items()):
-                log.info("Unapproved: %s %s %s h (not exported)", engineer, period.key, hours)
-            if unapproved:
-                total = sum(unapproved.values(), Decimal(0))
-                summary.note(f"unapproved {period.key}: {len(unapproved)} engineer(s), {total} h not exported")
-            if not entries:
-                continue
+        just_ended = period_of(until - timedelta(days=1), config.period_length)
+        lookback = until - timedelta(weeks=config.adjustment_lookback_weeks)
+        checked = [period for period in map(parse_period_key, locks) if period.end > lookback]
+        wanted = sorted({*targets, *checked, just_ended})
+        entries_by_period: dict[str, list[Entry]] = defaultdict(list)
+        findings_by_period: dict[str, list[TimelogFinding]] = defaultdict(list)
+        pages = 0
+        for first, last in contiguous_ranges(wanted):
+            nodes = fetch_timelogs(self.gitlab, config.group, first, last)
+            pages += getattr(self.gitlab, "graphql_pages", 0)
+            fetched, odd = to_entries(nodes, config.business_timezone, config.engagements_project, first, last, today)
+            for period, grouped in group_by_period(fetched, config.period_length).items():
+                entries_by_period[period.key].extend(grouped)
+            for period, odd_ones in group_by_period(odd, config.period_length).items():
+                findings_by_period[period.key].extend(odd_ones)
+        summary.note(f"GitLab GraphQL pages read: {pages}")
+
+        for period in checked:
+            locked = set(locks[period.key])
             changes = adjustments(
-                [e for e in exported if e.engineer in locked], [e for e in current if e.engineer in locked]
+                [e for e in self.ledger.exported_entries(period.key) if e.engineer in locked],
+                [e for e in entries_by_period[period.key] if e.engineer in locked],
             )
+            if changes:
+                self.ledger.record_adjustments(period.key, changes, now)
+        for period in sorted({*targets, just_ended}):
+            self._report_unapproved(period, entries_by_period[period.key], released, locks.get(period.key, {}))
+
+        directory: dict[str, EngagementInfo] | None = None
+        landed: list[Landed] = []
+        for period in targets:
+            locked_here = dict(locks.get(period.key, {}))
+            fresh_engineers = {e for (e, key) in released if key == period.key} - set(locked_here)
+            folder = f"timesheets/{period.key}"
+            if not fresh_engineers:
+                stored = self.ledger.stored_files(folder)
+                if stored:
+                    self.exports.write_folder(folder, self._title(period), stored)
+                    summary.add("periods unchanged")
+                    summary.note(f"{folder}: nothing new, rewritten as exported")
+                    continue
+                if not locked_here:
+                    summary.note(f"{period.key}: nobody's hours reached the release level, nothing exported")
+                    continue
+            if directory is None:
+                directory = self._engagements()
+            fresh = [e for e in entries_by_period[period.key] if e.engineer in fresh_engineers]
+            entries = [e for e in self.ledger.exported_entries(period.key) if e.engineer in locked_here] + fresh
             findings = [
-                (
-                    f.engineer,
-                    "no_issue"
-                    if "without an issue" in f.problem
-                    else "future_dated"
-                    if "future" in f.problem
-                    else "closed_engagement",
-                    f.problem,
-                )
-                for f in timelog_findings
+                (f.engineer, f.kind, f.problem)
+                for f in findings_by_period[period.key]
+                if f.engineer in fresh_engineers or f.engineer in locked_here or not f.engineer
             ]
             findings += [
                 (a.engineer or "", "untrusted_approval", f"issue #{a.issue_iid}: {a.problem}")
@@ -518,49 +876,64 @@ class TimesheetRollup:
                 entries,
                 roles,
                 directory,
-                {},
+                self.ledger.billable_before(period.start, "Project Work"),
                 findings,
-                {"time_and_materials": Decimal(self.config.hourly_rate_time_and_materials)},
-                self.config.currency,
-                Decimal(self.config.weekly_minimum_hours),
+                self.rules,
+                Decimal(config.weekly_minimum_hours),
             )
-            folder = f"timesheets/{period.key}"
-            reported = (
-                self.ledger.record_adjustments(period.key, changes, folder, now)
-                if changes
-                else self.store.fetch_all("timesheets/adjustments_reported_in", {"reported_in": folder})
-            )
+            reported = self.ledger.attach_pending(folder) if fresh_engineers else self.ledger.reported_in(folder)
             if reported:
                 files.append(
                     csv_file(
                         "adjustments.csv",
-                        "Changes to timelogs of locked periods, found while building this export.",
+                        "Changes to timelogs of locked periods, found since the previous export.",
                         ADJUSTMENT_COLUMNS,
                         reported,
                     )
                 )
                 summary.add("adjustments", len(reported))
-                summary.note(
-                    f"{len(reported)} adjustment(s) to locked timelogs of {period.key} "
-                    f"reported in {folder}/adjustments.csv"
-                )
-            approval_state = [
-                {"engineer": engineer, "level": approval.level, "issue": approval.issue_iid}
-                for (engineer, key), approval in sorted(released.items())
-                if key == period.key
-            ]
+                summary.note(f"{len(reported)} adjustment(s) to locked timelogs reported in {folder}/adjustments.csv")
+            approval_state = sorted(
+                [
+                    {
+                        "engineer": e,
+                        "level": level,
+                        "issue": self._issue_of(released, e, period),
+                        "exported_before": True,
+                    }
+                    for e, level in locked_here.items()
+                ]
+                + [
+                    {
+                        "engineer": e,
+                        "level": released[(e, period.key)].level,
+                        "issue": self._issue_of(released, e, period),
+                        "exported_before": False,
+                    }
+                    for e in fresh_engineers
+                ],
+                key=lambda row: str(row["engineer"]),
+            )
+            rows = {f.name: row_count(f) for f in files}
             manifest = json_file(
                 "manifest.json",
                 "Row counts, sha256 of each data file, and the approval state the export was built from.",
                 {
                     "period": period.key,
-                    "files": {f.name: {"sha256": f.sha256, "bytes": len(f.content)} for f in files},
+                    "period_start": period.start,
+                    "period_end_exclusive": period.end,
+                    "business_timezone": config.business_timezone,
+                    "files": {
+                        f.name: {"sha256": f.sha256, "bytes": len(f.content), "rows": rows[f.name]} for f in files
+                    },
                     "approvals": approval_state,
-                    "release_level": self.config.release_level,
+                    "release_level": config.release_level,
+                    "release_label": config.approval_labels[config.release_level - 1],
                 },
             )
-            paths = self.exports.write_folder(folder, f"Approved PS hours, {period.key}", [*files, manifest])
-            for engineer in sorted(released_here - locked):
+            paths = self.exports.write_folder(folder, self._title(period), [*files, manifest])
+            self.ledger.store_files(folder, [*files, manifest])
+            for engineer in sorted(fresh_engineers):
                 self.ledger.lock(
                     period.key,
                     engineer,
@@ -569,10 +942,82 @@ class TimesheetRollup:
                     self.run_id,
                     now,
                 )
-                summary.add("exported engineer-periods")
-            summary.add("periods")
+                summary.add("engineer-periods locked")
+            summary.add("periods exported")
             summary.add("entries", len(entries))
-            written_folders.append(paths[0].rsplit("/", 1)[0])
-        if written_folders:
-            summary.note(f"exports: {', '.join(written_folders)}")
+            landed.append(Landed(folder, paths, manifest.sha256, rows, len(reported)))
+        pending = self.ledger.pending_adjustments()
+        if pending:
+            summary.note(f"{len(pending)} adjustment(s) to locked periods wait for the next export")
+        if landed:
+            summary.note(f"exports: {', '.join(item.paths[0].rsplit('/', 1)[0] for item in landed)}")
+            self._mail_finance(landed)
         return summary
+
+    @staticmethod
+    def _issue_of(released: dict[tuple[str, str], Any], engineer: str, period: Period) -> int | None:
+        approval = released.get((engineer, period.key))
+        return approval.issue_iid if approval is not None else None
+
+    def _title(self, period: Period) -> str:
+        last_day = period.end - timedelta(days=1)
+        return f"Approved PS hours, {period.key} ({period.start.isoformat()} to {last_day.isoformat()})"
+
+    def _report_unapproved(
+        self, period: Period, entries: list[Entry], released: dict[tuple[str, str], Any], locked: dict[str, int]
+    ) -> None:
+        unapproved: dict[str, Decimal] = defaultdict(Decimal)
+        for entry in entries:
+            if (entry.engineer, period.key) not in released and entry.engineer not in locked:
+                unapproved[entry.engineer] += entry.hours
+        for engineer, hours in sorted(unapproved.items()):
+            log.info("Unapproved, not exported: %s %s %s h", engineer, period.key, hours)
+        if unapproved:
+            total = sum(unapproved.values(), Decimal(0))
+            self.summary.note(f"unapproved {period.key}: {len(unapproved)} engineer(s), {total} h not exported")
+
+    def _engagements(self) -> dict[str, EngagementInfo]:
+        from ps_integrations.exceptions import SalesforceApiError
+
+        directory = engagement_directory(self.gitlab, self.config.engagements_project, self.rules)
+        if self.salesforce is None:
+            return directory
+        ids = [info.opportunity_id for info in directory.values() if info.opportunity_id]
+        try:
+            budgets = opportunity_budgets(self.salesforce, ids, self.config.budget_field, self.rules)
+        except SalesforceApiError as error:
+            self.summary.fail(RecordFailure("Salesforce", f"budgets of {len(ids)} opportunities", str(error)))
+            return directory
+        return with_budgets(directory, budgets)
+
+    def _mail_finance(self, landed: list[Landed]) -> None:
+        """One mail per run listing the exports that landed; an export's version is mailed once."""
+        from ps_integrations.mail import send_html_mail
+
+        recipients = self.config.finance_recipients
+        news = [item for item in landed if self.store.get_value(JOB, f"mail:{item.folder}") != item.manifest_sha256]
+        if not news:
+            self.summary.note("finance already mailed about these exports")
+            return
+        if not recipients:
+            self.summary.note("no finance_recipients configured: no mail sent")
+            return
+        rows = "".join(
+            f"<tr><td>{item.folder}</td><td align='right'>{item.rows.get('approved_hours.csv', 0)}</td>"
+            f"<td align='right'>{item.rows.get('utilization.csv', 0)}</td>"
+            f"<td align='right'>{item.adjustments}</td><td>{item.paths[0].rsplit('/', 1)[0]}</td></tr>"
+            for item in news
+        )
+        adjustments_total = sum(item.adjustments for item in news)
+        html = (
+            f"<p>{len(news)} timesheet export(s) landed with approved PS hours"
+            f"{f', including {adjustments_total} adjustment(s) to locked periods' if adjustments_total else ''}.</p>"
+            "<table border='1' cellpadding='4'><tr><th>Period</th><th>Hour rows</th><th>Engineers</th>"
+            f"<th>Adjustments</th><th>Location</th></tr>{rows}</table>"
+            "<p>Each folder's README.md explains the columns; manifest.json lists row counts and checksums.</p>"
+        )
+        periods = ", ".join(item.folder.rsplit("/", 1)[-1] for item in news)
+        send_html_mail(recipients, f"[ps-integrations] Approved PS hours: {periods}", html)
+        for item in news:
+            self.store.set_value(JOB, f"mail:{item.folder}", item.manifest_sha256)
+        self.summary.add("mails sent")

@@ -1,0 +1,1 @@
+DELETE FROM timesheet_export_files WHERE folder = :folder

@@ -1,0 +1,1 @@
+SELECT DISTINCT period FROM timesheet_locks ORDER BY period
