@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -28,11 +29,15 @@ VENV_BIN = Path(sys.executable).parent
 # Conf for the demo's manual runs: each DAG shows its whole seeded history, not one interval.
 DEMO_RUN_CONF: dict[str, dict[str, Any]] = {
     "ps_opportunity_sync": {"since": "2024-01-01T00:00:00Z"},
+    "ps_csat_surveys": {"since": "2024-01-01T00:00:00Z"},
 }
 # Job configuration the demo sets (Airflow variables, JSON).
 DEMO_VARIABLES: dict[str, Any] = {
     "ps_opportunity_sync_config": {"writeback_field": "GitLab_Issue_URL__c", "coordinator": "delivery-manager-1"},
+    # not production: only addresses under example.com (all of the sandbox's) are mailed
+    "ps_csat_surveys_config": {"allow_list": ["example.com"]},
 }
+CSAT_SECRET = secrets.token_urlsafe(32)
 
 
 def log(message: str) -> None:
@@ -120,7 +125,18 @@ class AirflowApi:
         return response.json() if response.content else None
 
 
-def airflow_env(sandbox_info: dict[str, Any], port: int) -> dict[str, str]:
+def csat_service_env(port: int) -> dict[str, str]:
+    """The CSAT response service: its own process on the demo's state DB (plain HTTP locally)."""
+    return {
+        **os.environ,
+        "PS_CSAT_DATABASE_URL": f"sqlite:///{DEMO_DIR / 'state.db'}",
+        "PS_CSAT_SECRET_KEY": CSAT_SECRET,
+        "PS_CSAT_PORT": str(port),
+        "PS_CSAT_INSECURE_COOKIES": "1",
+    }
+
+
+def airflow_env(sandbox_info: dict[str, Any], port: int, csat_port: int) -> dict[str, str]:
     airflow_home = DEMO_DIR / "airflow"
     env = {
         **os.environ,
@@ -139,6 +155,9 @@ def airflow_env(sandbox_info: dict[str, Any], port: int) -> dict[str, str]:
         "AIRFLOW_VAR_PS_EXPORTS_CONN_ID": "aws_sandbox",
         "AIRFLOW_VAR_PS_ALERT_RECIPIENTS": "ps-ops@example.com",
         "PS_SANDBOX_CA_BUNDLE": str(sandbox_info["ca_bundle"]),
+        "AIRFLOW_CONN_PS_CSAT": json.dumps(
+            {"conn_type": "http", "host": f"http://localhost:{csat_port}", "password": CSAT_SECRET}
+        ),
     }
     for name, value in DEMO_VARIABLES.items():
         env[f"AIRFLOW_VAR_{name.upper()}"] = json.dumps(value)
@@ -224,7 +243,7 @@ def main() -> int:
 
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     DEMO_DIR.mkdir(parents=True)
-    sandbox_process = airflow_process = None
+    sandbox_process = airflow_process = csat_process = None
     exit_code = 1
     try:
         ids = dag_ids()
@@ -253,10 +272,17 @@ def main() -> int:
             sandbox_process,
             sandbox_log,
         )
+        csat_port = free_port(8090)
+        log(f"starting the CSAT response service on port {csat_port}")
+        csat_process = start(
+            [sys.executable, "-m", "ps_integrations.csat_service"],
+            DEMO_DIR / "csat_service.log",
+            csat_service_env(csat_port),
+        )
         port = free_port(args.port)
         log(f"starting Airflow (airflow standalone on port {port}; log: {DEMO_DIR / 'airflow.log'})")
         airflow_log = DEMO_DIR / "airflow.log"
-        env = airflow_env(info, port)
+        env = airflow_env(info, port, csat_port)
         airflow_process = start([str(VENV_BIN / "airflow"), "standalone"], airflow_log, env)
         base_url = f"http://localhost:{port}"
         session = requests.Session()
@@ -291,14 +317,16 @@ def main() -> int:
         print(f"Airflow UI: {base_url}  login: admin / {password}")
         exit_code = 0 if all(run["state"] == "success" for run in runs.values()) else 1
         if args.keep:
-            (DEMO_DIR / "pids").write_text(f"{sandbox_process.pid} {airflow_process.pid}\n")
+            (DEMO_DIR / "pids").write_text(f"{sandbox_process.pid} {airflow_process.pid} {csat_process.pid}\n")
             print(f"Mail received by the SMTP sink: {info['admin']}/smtp/messages")
+            print(f"CSAT response service (survey links in those mails): http://localhost:{csat_port}")
             print("Still running (KEEP=1). Stop with: make demo-stop")
-            sandbox_process = airflow_process = None
+            sandbox_process = airflow_process = csat_process = None
     except KeyboardInterrupt:
         log("interrupted")
     finally:
         stop(airflow_process, "Airflow")
+        stop(csat_process, "the CSAT response service")
         stop(sandbox_process, "the sandbox")
     return exit_code
 

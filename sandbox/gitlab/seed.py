@@ -211,6 +211,7 @@ def generate(
             made.state = "closed"
             made.closed_at = opened + timedelta(days=rng.randint(20, 60))
             made.closed_by_id = pm.id
+            made.updated_at = made.closed_at
         engagement_issues.append(made)
 
     category_issues = {

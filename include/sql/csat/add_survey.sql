@@ -1,0 +1,8 @@
+INSERT INTO csat_surveys (
+    survey_id, engagement_url, engagement_title, issue_iid, opportunity_id, account, engagement_type,
+    sku_category, project_manager, closed_at, contact_id, contact_name, email, window_at, status, created_run_id
+) VALUES (
+    :survey_id, :engagement_url, :engagement_title, :issue_iid, :opportunity_id, :account, :engagement_type,
+    :sku_category, :project_manager, :closed_at, :contact_id, :contact_name, :email, :window_at, 'pending', :run_id
+)
+ON CONFLICT (engagement_url, contact_id) DO NOTHING

@@ -1,0 +1,1 @@
+SELECT contact_id FROM csat_surveys WHERE engagement_url = :engagement_url

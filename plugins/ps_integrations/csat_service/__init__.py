@@ -1,0 +1,1 @@
+"""The CSAT response service: customers' answers to survey mails (its own process)."""

@@ -1,0 +1,60 @@
+"""Run the CSAT response service: ``python -m ps_integrations.csat_service``.
+
+Configuration (environment):
+
+- ``PS_CSAT_DATABASE_URL``: SQLAlchemy URL of the state database (a role limited to ``csat_*``);
+- ``PS_CSAT_SECRET_KEY`` or ``PS_CSAT_SECRET_KEY_FILE``: the token signing secret, the same as the
+  password of the Airflow connection ``ps_csat``;
+- ``PS_CSAT_TOKEN_DAYS`` (60), ``PS_CSAT_HOST`` (127.0.0.1), ``PS_CSAT_PORT`` (8090),
+  ``PS_CSAT_INSECURE_COOKIES`` (set to 1 only for plain-HTTP local runs).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from ps_integrations.csat_service.app import ServiceSettings
+
+
+def settings_from_environment() -> tuple[str, ServiceSettings]:
+    url = os.environ.get("PS_CSAT_DATABASE_URL")
+    secret = os.environ.get("PS_CSAT_SECRET_KEY")
+    if not secret and os.environ.get("PS_CSAT_SECRET_KEY_FILE"):
+        secret = Path(os.environ["PS_CSAT_SECRET_KEY_FILE"]).read_text(encoding="utf-8").strip()
+    missing = [name for name, value in (("PS_CSAT_DATABASE_URL", url), ("PS_CSAT_SECRET_KEY", secret)) if not value]
+    if missing:
+        raise SystemExit(f"csat_service: set {', '.join(missing)}")
+    settings = ServiceSettings(
+        secret=str(secret),
+        token_max_age=timedelta(days=int(os.environ.get("PS_CSAT_TOKEN_DAYS", "60"))),
+        secure_cookies=os.environ.get("PS_CSAT_INSECURE_COOKIES") != "1",
+    )
+    return str(url), settings
+
+
+def main() -> int:
+    import uvicorn
+    from sqlalchemy import create_engine
+
+    from ps_integrations.csat_service.app import create_app
+    from ps_integrations.state_store import StateStore
+
+    url, settings = settings_from_environment()
+    store = StateStore(engine=create_engine(url, pool_pre_ping=True))  # the csat_* tables: the DAG creates them
+    app = create_app(store, settings)
+    uvicorn.run(
+        app,
+        host=os.environ.get("PS_CSAT_HOST", "127.0.0.1"),
+        port=int(os.environ.get("PS_CSAT_PORT", "8090")),
+        proxy_headers=True,
+        server_header=False,
+        log_level="info",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

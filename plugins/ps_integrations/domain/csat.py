@@ -1,0 +1,169 @@
+"""CSAT survey rules (issues #9, #10): who gets a survey, when a reminder is due, signed survey
+tokens, e-mail masking and the CSAT arithmetic. Pure: no I/O; the clock is a parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+SATISFIED_SCORES = (4, 5)
+SCORES = (1, 2, 3, 4, 5)
+TOKEN_SALT = "ps-csat-survey"  # noqa: S105 - a namespace for signatures, not a secret
+
+
+# --- recipients ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ContactRole:
+    contact_id: str
+    name: str
+    email: str
+    role: str
+    is_primary: bool
+    opted_out: bool  # Salesforce Contact.HasOptedOutOfEmail
+
+
+@dataclass(frozen=True)
+class Decision:
+    contact: ContactRole
+    send: bool
+    reason: str  # why not, when not
+
+
+def normalise_email(address: str) -> str:
+    return address.strip().lower()
+
+
+def allowed_by_list(address: str, allow_list: Sequence[str]) -> bool:
+    """Allowed when the list names the address, or its domain or a parent domain (``example.com``
+    allows ``a@example.com`` and ``a@acme.example.com``; ``@example.com`` the domain only)."""
+    address = normalise_email(address)
+    domain = address.rsplit("@", 1)[-1]
+    for item in allow_list:
+        entry = normalise_email(item)
+        if "@" in entry.lstrip("@"):
+            if entry == address:
+                return True
+        elif entry.startswith("@"):
+            if entry[1:] == domain:
+                return True
+        elif domain == entry or domain.endswith("." + entry):
+            return True
+    return False
+
+
+def choose_recipients(
+    contacts: Iterable[ContactRole],
+    roles: Sequence[str],
+    opted_out_here: set[str],
+    surveyed_since: set[str],
+    already_for_engagement: set[str],
+    allow_list: Sequence[str] | None,
+) -> list[Decision]:
+    """One decision per distinct contact of the opportunity, in a stable order.
+
+    Recipients: the primary contact and contacts in ``roles``. Skipped: no e-mail, opted out in
+    Salesforce or here, surveyed within the throttle window (``surveyed_since``: e-mails), already
+    surveyed for this engagement (contact ids), or outside the allow-list when there is one.
+    """
+    decisions: list[Decision] = []
+    seen: set[str] = set()
+    for contact in sorted(contacts, key=lambda c: (not c.is_primary, c.contact_id)):
+        if contact.contact_id in seen:
+            continue
+        seen.add(contact.contact_id)
+        email = normalise_email(contact.email or "")
+        if not (contact.is_primary or contact.role in roles):
+            continue
+        if not email or "@" not in email:
+            decisions.append(Decision(contact, False, "no e-mail address"))
+        elif contact.contact_id in already_for_engagement:
+            decisions.append(Decision(contact, False, "already surveyed for this engagement"))
+        elif contact.opted_out:
+            decisions.append(Decision(contact, False, "opted out of e-mail in Salesforce"))
+        elif email in opted_out_here:
+            decisions.append(Decision(contact, False, "unsubscribed from CSAT surveys"))
+        elif email in surveyed_since:
+            decisions.append(Decision(contact, False, "surveyed within the throttle window"))
+        elif allow_list is not None and not allowed_by_list(email, allow_list):
+            decisions.append(Decision(contact, False, "not on the recipient allow-list (non-production)"))
+        else:
+            decisions.append(Decision(contact, True, ""))
+    return decisions
+
+
+def reminder_due(sent_at: datetime, as_of: datetime, reminder_after: timedelta) -> bool:
+    return sent_at + reminder_after <= as_of
+
+
+def mask_email(address: str) -> str:
+    """``jane.doe@acme.com`` -> ``j***@a***.com``: enough to tell mails apart in logs, not to read them."""
+    address = address.strip()
+    if "@" not in address:
+        return "***"
+    local, domain = address.rsplit("@", 1)
+    host, _, suffix = domain.partition(".")
+    return f"{local[:1]}***@{host[:1]}***{'.' + suffix.rsplit('.', 1)[-1] if suffix else ''}"
+
+
+# --- tokens ----------------------------------------------------------------------------------------------
+class TokenError(ValueError):
+    """A survey token that is forged, tampered with, expired or malformed."""
+
+
+def make_token(secret: str, survey_id: str, purpose: str = "respond") -> str:
+    """A URL-safe token bound to one survey and purpose, signed with ``secret`` (itsdangerous)."""
+    from itsdangerous import URLSafeTimedSerializer
+
+    return str(URLSafeTimedSerializer(secret, salt=TOKEN_SALT).dumps({"s": survey_id, "p": purpose}))
+
+
+def read_token(secret: str, token: str, max_age: timedelta, purpose: str = "respond") -> str:
+    """The survey id of a valid token; :class:`TokenError` otherwise (never says which check failed)."""
+    from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+    try:
+        data = URLSafeTimedSerializer(secret, salt=TOKEN_SALT).loads(token, max_age=int(max_age.total_seconds()))
+    except BadSignature as error:  # SignatureExpired is a BadSignature
+        raise TokenError("invalid or expired survey link") from error
+    if not isinstance(data, dict) or data.get("p") != purpose or not isinstance(data.get("s"), str):
+        raise TokenError("invalid or expired survey link")
+    return data["s"]
+
+
+def parse_score(value: object) -> int:
+    try:
+        score = int(str(value).strip())
+    except ValueError as error:
+        raise ValueError("the score must be a whole number from 1 to 5") from error
+    if score not in SCORES:
+        raise ValueError("the score must be a whole number from 1 to 5")
+    return score
+
+
+# --- CSAT arithmetic (issue #10) ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CsatFigures:
+    surveys: int
+    responses: int
+    satisfied: int
+    score_counts: Mapping[int, int]
+
+    @property
+    def csat_pct(self) -> float | None:
+        return round(self.satisfied / self.responses * 100, 1) if self.responses else None
+
+    @property
+    def response_rate_pct(self) -> float | None:
+        return round(self.responses / self.surveys * 100, 1) if self.surveys else None
+
+
+def csat_figures(surveys: int, scores: Iterable[int]) -> CsatFigures:
+    """CSAT % = responses scoring 4 or 5 / all responses; response rate = responses / surveys sent."""
+    counts = dict.fromkeys(SCORES, 0)
+    for score in scores:
+        counts[score] += 1
+    responses = sum(counts.values())
+    satisfied = sum(counts[score] for score in SATISFIED_SCORES)
+    return CsatFigures(surveys, responses, satisfied, counts)

@@ -1,0 +1,375 @@
+"""CSAT surveys through real DAG runs: GitLab, Salesforce and SMTP stand-ins, the response service
+running in this process on the same state database."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+from sqlalchemy import create_engine
+
+from ps_integrations.state_store import StateStore
+
+pytestmark = pytest.mark.airflow
+
+SECRET = "csat-test-signing-secret"
+PARAMS = {"dry_run": False, "release_surveys": [], "since": None, "until": None}
+ROLES = ("Decision Maker", "Economic Buyer", "Executive Sponsor")
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.dags.test_integrity import DAGS_DIR
+
+    return DagBag(dag_folder=str(DAGS_DIR)).get_dag("ps_csat_surveys")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def csat(product_env, state_db_uri, monkeypatch):
+    """The product's connections plus the response service (uvicorn, own thread) and ps_csat."""
+    import uvicorn
+
+    from ps_integrations.csat_service.app import ServiceSettings, create_app
+
+    store = StateStore(engine=create_engine(state_db_uri))
+    store.apply_schema()
+    app = create_app(store, ServiceSettings(SECRET, secure_cookies=False, per_token_per_minute=1000))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("AIRFLOW_CONN_PS_CSAT", json.dumps({"conn_type": "http", "host": base, "password": SECRET}))
+    monkeypatch.setenv("AIRFLOW_VAR_PS_CSAT_SURVEYS_CONFIG", json.dumps({"allow_list": ["example.com"]}))
+    product_env.csat_url = base
+    yield product_env
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def run(dag, **params):
+    return dag.test(run_conf={**PARAMS, **params})
+
+
+def last_summary() -> str:
+    return StateStore().fetch_all("platform/runs_of_dag", {"dag_id": "ps_csat_surveys"})[0]["summary"]
+
+
+def surveys() -> list[dict]:
+    with StateStore().engine.connect() as connection:
+        from sqlalchemy import text
+
+        return [dict(row._mapping) for row in connection.execute(text("SELECT * FROM csat_surveys ORDER BY survey_id"))]
+
+
+def closed_engagements(sandbox):
+    """Seeded engagement issues that are closed and linked to an opportunity, oldest close first."""
+    backend = sandbox.standin("gitlab").backend
+    project = backend.project("professional-services/engagements")
+    found = [
+        issue
+        for issue in backend.issues.values()
+        if issue.project_id == project.id and issue.state == "closed" and "opportunity-id=" in (issue.description or "")
+    ]
+    return sorted(found, key=lambda issue: issue.closed_at)
+
+
+def window_around(moment: datetime) -> dict:
+    return {
+        "since": (moment - timedelta(minutes=30)).isoformat(),
+        "until": (moment + timedelta(minutes=30)).isoformat(),
+    }
+
+
+def expected_recipients(sandbox, issue) -> set[str]:
+    salesforce = sandbox.standin("salesforce").backend
+    opportunity_id = re.search(r"opportunity-id=(\w+)", issue.description).group(1)
+    emails = set()
+    for role in salesforce.records["OpportunityContactRole"].values():
+        if role["OpportunityId"][:15] != opportunity_id[:15] or role.get("IsDeleted"):
+            continue
+        contact = salesforce.records["Contact"][role["ContactId"]]
+        if (role["IsPrimary"] or role["Role"] in ROLES) and not contact.get("HasOptedOutOfEmail"):
+            emails.add(contact["Email"].lower())
+    return emails
+
+
+def add_contact(sandbox, issue, email: str, role: str = "Decision Maker") -> str:
+    """One more contact role on the engagement's opportunity (the seeded deals have one or two)."""
+    salesforce = sandbox.standin("salesforce").backend
+    opportunity_id = re.search(r"opportunity-id=(\w+)", issue.description).group(1)
+    contact = salesforce.insert(
+        "Contact", {"FirstName": "Pat", "LastName": email.split("@")[0], "Email": email, "HasOptedOutOfEmail": False}
+    )
+    salesforce.insert(
+        "OpportunityContactRole",
+        {"OpportunityId": opportunity_id, "ContactId": contact["Id"], "Role": role, "IsPrimary": False},
+    )
+    return str(contact["Id"])
+
+
+def links(mail) -> list[str]:
+    return re.findall(r'href="([^"]+)"', mail["html"])
+
+
+def test_a_closed_engagement_surveys_its_contacts_once(dag, csat):
+    from airflow.utils.state import DagRunState
+
+    issue = closed_engagements(csat)[0]
+    expected = expected_recipients(csat, issue)
+    assert expected, "the seeded opportunity has contacts to survey"
+
+    assert run(dag, **window_around(issue.closed_at)).state == DagRunState.SUCCESS
+    mails = csat.smtp.store.all()
+    assert {mail["rcpt_tos"][0] for mail in mails} == expected and len(mails) == len(expected)
+    mail = mails[0]
+    assert mail["text"] and mail["html"]
+    rating = [url for url in links(mail) if "/r/" in url]
+    assert [url.rsplit("=", 1)[1] for url in rating] == ["1", "2", "3", "4", "5"]
+    assert all(url.startswith(csat.csat_url) for url in links(mail))
+    assert mail["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert mail["headers"]["List-Unsubscribe"].startswith(f"<{csat.csat_url}/u/")
+    assert "GitLab Inc." in mail["text"]  # the legal footer
+    assert {row["status"] for row in surveys()} == {"sent"}
+
+    run(dag, **window_around(issue.closed_at))  # a re-run of the same window
+    gitlab = csat.standin("gitlab").backend
+    issue.state, issue.closed_at = "opened", None  # reopened ...
+    issue.state, issue.closed_at = "closed", datetime.now(UTC)  # ... and closed again
+    issue.updated_at = issue.closed_at
+    run(dag, **window_around(issue.closed_at))
+    surveys_sent = [mail for mail in csat.smtp.store.all() if not mail["subject"].startswith("Reminder: ")]
+    assert len(surveys_sent) == len(expected)
+    assert gitlab is not None
+
+
+def test_fetching_every_link_in_the_mail_records_nothing(dag, csat):
+    issue = closed_engagements(csat)[0]
+    run(dag, **window_around(issue.closed_at))
+    for mail in csat.smtp.store.all():
+        for url in [*links(mail), *re.findall(r"https?://\S+", mail["text"])]:
+            assert requests.get(url, timeout=10).status_code == 200
+            requests.head(url, timeout=10)
+    with StateStore().engine.connect() as connection:
+        from sqlalchemy import text
+
+        assert connection.execute(text("SELECT count(*) FROM csat_responses")).scalar() == 0
+        assert connection.execute(text("SELECT count(*) FROM csat_optouts")).scalar() == 0
+
+
+def test_the_throttle_window_spans_engagements(dag, csat):
+    first, second = closed_engagements(csat)[:2]
+    run(dag, **window_around(first.closed_at))
+    surveyed = next(iter(expected_recipients(csat, first)))
+    salesforce = csat.standin("salesforce").backend
+    contact_id = next(cid for cid, c in salesforce.records["Contact"].items() if c["Email"].lower() == surveyed)
+    second_opportunity = re.search(r"opportunity-id=(\w+)", second.description).group(1)
+    salesforce.insert(
+        "OpportunityContactRole",
+        {"OpportunityId": second_opportunity, "ContactId": contact_id, "Role": "Decision Maker", "IsPrimary": False},
+    )
+    second.closed_at = first.closed_at + timedelta(days=30)
+    second.updated_at = second.closed_at
+    csat.smtp.store.clear()
+
+    run(dag, **window_around(second.closed_at))
+    surveyed_now = {mail["rcpt_tos"][0] for mail in csat.smtp.store.all() if not mail["subject"].startswith("Reminder")}
+    assert surveyed_now and surveyed not in surveyed_now
+
+    second.closed_at = first.closed_at + timedelta(days=120)  # outside 90 days: a new engagement may ask
+    assert second.closed_at - first.closed_at > timedelta(days=90)
+
+
+def test_one_reminder_and_none_after_an_answer_or_an_opt_out(dag, csat):
+    from fastapi.testclient import TestClient  # noqa: F401 - the service runs for real below
+
+    issue = closed_engagements(csat)[0]
+    for name in ("ana", "ben", "cy"):
+        add_contact(csat, issue, f"{name}@acme.example.com")
+    run(dag, **window_around(issue.closed_at))
+    sent = csat.smtp.store.all()
+    assert len(sent) >= 3
+    answered, unsubscribed = sent[0], sent[1]
+    session = requests.Session()
+    form = session.get(next(u for u in links(answered) if u.endswith("score=5")), timeout=10)
+    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', form.text).group(1)
+    action = re.search(r'action="([^"]+)"', form.text).group(1)
+    assert session.post(csat.csat_url + action, data={"score": "5", "csrf_token": token}, timeout=10).ok
+    unsubscribe = next(u for u in links(unsubscribed) if "/u/" in u)
+    assert requests.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}, timeout=10).ok
+    csat.smtp.store.clear()
+
+    later = issue.closed_at + timedelta(days=6)
+    run(dag, **window_around(later))
+    reminded = {mail["rcpt_tos"][0] for mail in csat.smtp.store.all()}
+    assert reminded == {mail["rcpt_tos"][0] for mail in sent} - {answered["rcpt_tos"][0], unsubscribed["rcpt_tos"][0]}
+    assert all(mail["subject"].startswith("Reminder: ") for mail in csat.smtp.store.all())
+    run(dag, **window_around(later + timedelta(days=3)))
+    assert len(csat.smtp.store.all()) == len(reminded)
+
+
+def logged(capfd, caplog) -> str:
+    output = capfd.readouterr()
+    return output.out + output.err + caplog.text
+
+
+def test_dry_run_and_the_allow_list_mail_nobody(dag, csat, monkeypatch, capfd, caplog):
+    caplog.set_level(logging.INFO)
+    issue = closed_engagements(csat)[0]
+    run(dag, dry_run=True, **window_around(issue.closed_at))
+    assert csat.smtp.store.all() == [] and surveys() == []
+    assert "Dry run: would survey" in logged(capfd, caplog)
+
+    monkeypatch.setenv("AIRFLOW_VAR_PS_CSAT_SURVEYS_CONFIG", json.dumps({"allow_list": ["qa.example.org"]}))
+    run(dag, **window_around(issue.closed_at))
+    assert csat.smtp.store.all() == [] and surveys() == []
+    assert "skipped" in last_summary() and "only the allow-list is mailed" in last_summary()
+
+
+def test_customer_addresses_never_reach_the_task_logs(dag, csat, capfd, caplog):
+    caplog.set_level(logging.DEBUG)
+    issue = closed_engagements(csat)[0]
+    add_contact(csat, issue, "opted.out@acme.example.com", role="Evaluator")
+    run(dag, **window_around(issue.closed_at))
+    recipients = {mail["rcpt_tos"][0] for mail in csat.smtp.store.all()}
+    text = logged(capfd, caplog)
+    assert recipients and "***@" in text
+    assert not [address for address in recipients if address in text]
+    assert "umbrella" not in text.lower()
+
+
+def test_a_crash_between_send_and_record_is_not_resent_until_released(dag, csat):
+    from airflow.utils.state import DagRunState
+
+    from ps_integrations.hooks.gitlab import GitLabHook
+    from ps_integrations.hooks.salesforce import SalesforceHook
+    from ps_integrations.jobs.csat_surveys import CsatSurveys, ResponseSite, SurveyConfig
+    from ps_integrations.mail import send_message
+
+    class Killed(BaseException):
+        """The worker dies right after the SMTP server accepted the mail."""
+
+    def send_then_die(message):
+        send_message(message)
+        raise Killed
+
+    issue = closed_engagements(csat)[0]
+    store = StateStore()
+    store.apply_schema()
+    job = CsatSurveys(
+        GitLabHook(),
+        SalesforceHook(),
+        store,
+        ResponseSite(csat.csat_url, SECRET),
+        SurveyConfig(allow_list=("example.com",)),
+        "crash",
+        send_then_die,
+    )
+    with pytest.raises(Killed):
+        job.run(issue.closed_at - timedelta(minutes=30), issue.closed_at + timedelta(minutes=30), [])
+    assert len(csat.smtp.store.all()) == 1
+    [stuck] = [row["survey_id"] for row in surveys() if row["status"] == "sending"]
+
+    assert run(dag, **window_around(issue.closed_at)).state == DagRunState.FAILED  # the retry
+    [failure] = json.loads(
+        StateStore().fetch_all("platform/runs_of_dag", {"dag_id": "ps_csat_surveys"})[0]["counts_json"]
+    )["failures"]
+    assert failure["record"] == f"survey {stuck}" and "release_surveys" in failure["reason"]
+    delivered = [mail["rcpt_tos"][0] for mail in csat.smtp.store.all()]
+    assert len(delivered) == len(set(delivered))  # nobody got two
+
+    assert run(dag, release_surveys=[stuck], **window_around(issue.closed_at)).state == DagRunState.SUCCESS
+    assert {row["status"] for row in surveys()} == {"sent"}
+
+
+def test_a_low_score_raises_one_follow_up_issue_for_the_project_manager(dag, csat):
+    issue = closed_engagements(csat)[0]
+    run(dag, **window_around(issue.closed_at))
+    mail = csat.smtp.store.all()[0]
+    session = requests.Session()
+    form = session.get(next(u for u in links(mail) if u.endswith("score=1")), timeout=10)
+    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', form.text).group(1)
+    action = csat.csat_url + re.search(r'action="([^"]+)"', form.text).group(1)
+    hostile = "Terrible. /close @all #1 ![x](http://evil.example/x.png)"
+    session.post(action, data={"score": "1", "comment": hostile, "csrf_token": token}, timeout=10)
+    run(dag, **window_around(issue.closed_at))
+
+    form = session.get(action, timeout=10)
+    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', form.text).group(1)
+    session.post(action, data={"score": "2", "comment": "still bad", "csrf_token": token}, timeout=10)
+    run(dag, **window_around(issue.closed_at))
+
+    gitlab = csat.standin("gitlab").backend
+    followups = [i for i in gitlab.issues.values() if "csat::follow-up" in i.labels]
+    assert len(followups) == 1
+    [followup] = followups
+    assert followup.assignee_ids == issue.assignee_ids and followup.state == "opened"
+    assert (
+        "\\/close" in followup.description and "\\@all" in followup.description and "![x]" not in followup.description
+    )
+    assert issue.web_url if hasattr(issue, "web_url") else True
+
+
+@pytest.fixture
+def browser():
+    """Debian's chromium through its chromedriver (no browser download)."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (binary and driver):
+        pytest.fail("install Debian's chromium and chromium-driver (bash .ci/run does)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(argument)
+    chrome = webdriver.Chrome(service=Service(driver), options=options)
+    chrome.set_page_load_timeout(30)
+    yield chrome
+    chrome.quit()
+
+
+def test_a_customer_answers_in_a_real_browser(dag, csat, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    issue = closed_engagements(csat)[0]
+    run(dag, **window_around(issue.closed_at))
+    [mail] = csat.smtp.store.all()
+    four = next(url for url in links(mail) if url.endswith("score=4"))
+
+    browser.get(four)
+    assert browser.find_element(By.CSS_SELECTOR, "input[name=score][value='4']").is_selected()
+    browser.find_element(By.ID, "comment").send_keys("Great migration, <b>thanks</b>!")
+    browser.find_element(By.ID, "submit").click()
+    thanks = browser.find_element(By.ID, "thanks")
+    assert "rating of 4" in thanks.text
+    assert "<b>thanks</b>" in browser.find_element(By.TAG_NAME, "blockquote").text  # shown as text, not markup
+    browser.save_screenshot(str(tmp_path / "thanks.png"))
+    assert (tmp_path / "thanks.png").stat().st_size > 1000
+
+    with StateStore().engine.connect() as connection:
+        from sqlalchemy import text
+
+        [(score, comment)] = connection.execute(text("SELECT score, comment FROM csat_responses")).all()
+    assert (score, comment) == (4, "Great migration, <b>thanks</b>!")
