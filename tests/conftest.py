@@ -102,3 +102,24 @@ def postgres_uri() -> str:
             pytest.skip("PS_TEST_POSTGRES_URI not set and PS_ALLOW_NO_POSTGRES=1")
         pytest.fail("PS_TEST_POSTGRES_URI is not set: run the tests through `make test`")
     return uri
+
+
+@pytest.fixture
+def browser():
+    """Debian's chromium through its chromedriver (no browser download)."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (binary and driver):
+        pytest.fail("install Debian's chromium and chromium-driver (bash .ci/run does)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(argument)
+    chrome = webdriver.Chrome(service=Service(driver), options=options)
+    chrome.set_page_load_timeout(30)
+    yield chrome
+    chrome.quit()

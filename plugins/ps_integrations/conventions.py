@@ -34,7 +34,7 @@ FAILURE_BODY = """\
 after {{ ti.try_number }} tries.</p>
 <ul>
 <li>Run: {{ ti.run_id }}</li>
-<li>Data interval: {{ data_interval_start or "-" }} to {{ data_interval_end or "-" }}</li>
+<li>Data interval: {{ data_interval_start | default("-", true) }} to {{ data_interval_end | default("-", true) }}</li>
 <li>Error: {{ exception | string | e }}</li>
 <li>Log: <a href="{{ ti.log_url }}">{{ ti.log_url }}</a></li>
 </ul>

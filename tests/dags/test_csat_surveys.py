@@ -329,27 +329,6 @@ def test_a_low_score_raises_one_follow_up_issue_for_the_project_manager(dag, csa
     assert issue.web_url if hasattr(issue, "web_url") else True
 
 
-@pytest.fixture
-def browser():
-    """Debian's chromium through its chromedriver (no browser download)."""
-    import shutil
-
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (binary and driver):
-        pytest.fail("install Debian's chromium and chromium-driver (bash .ci/run does)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(argument)
-    chrome = webdriver.Chrome(service=Service(driver), options=options)
-    chrome.set_page_load_timeout(30)
-    yield chrome
-    chrome.quit()
-
-
 def test_a_customer_answers_in_a_real_browser(dag, csat, browser, tmp_path):
     from selenium.webdriver.common.by import By
 

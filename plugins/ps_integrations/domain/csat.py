@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 SATISFIED_SCORES = (4, 5)
 SCORES = (1, 2, 3, 4, 5)
@@ -167,3 +167,55 @@ def csat_figures(surveys: int, scores: Iterable[int]) -> CsatFigures:
     responses = sum(counts.values())
     satisfied = sum(counts[score] for score in SATISFIED_SCORES)
     return CsatFigures(surveys, responses, satisfied, counts)
+
+
+# --- summaries (issue #10) -----------------------------------------------------------------------------
+LOW_RESPONSE_COUNT = 5  # fewer responses than this: the percentage is shown, marked as based on few answers
+
+
+@dataclass(frozen=True)
+class SurveyOutcome:
+    """One survey that was sent, and its answer if there is one (no e-mail address)."""
+
+    survey_id: str
+    closed_on: date
+    engagement_title: str
+    engagement_url: str
+    engagement_type: str
+    sku_category: str
+    project_manager: str
+    account: str
+    score: int | None = None
+    comment: str = ""
+    responded_at: str = ""
+
+
+def fiscal_quarter_key(day: date, start_month: int = 2) -> str:
+    """``FY2027-Q3``: the fiscal year is named by the calendar year it ends in (as the opportunity sync)."""
+    offset = (day.month - start_month) % 12
+    year = day.year + (1 if start_month > 1 and day.month >= start_month else 0)
+    return f"FY{year}-Q{offset // 3 + 1}"
+
+
+def previous_quarters(key: str, count: int) -> list[str]:
+    """The ``count`` fiscal quarters ending with ``key``, oldest first."""
+    year, quarter = int(key[2:6]), int(key[-1])
+    keys = []
+    for _ in range(count):
+        keys.append(f"FY{year}-Q{quarter}")
+        quarter -= 1
+        if quarter == 0:
+            year, quarter = year - 1, 4
+    return keys[::-1]
+
+
+def figures_of(outcomes: Sequence[SurveyOutcome]) -> CsatFigures:
+    return csat_figures(len(outcomes), [o.score for o in outcomes if o.score is not None])
+
+
+def breakdown(outcomes: Sequence[SurveyOutcome], dimension: str) -> list[tuple[str, CsatFigures]]:
+    """CSAT figures per value of a dimension (an attribute of :class:`SurveyOutcome`), by value."""
+    groups: dict[str, list[SurveyOutcome]] = {}
+    for outcome in outcomes:
+        groups.setdefault(str(getattr(outcome, dimension) or "(none)"), []).append(outcome)
+    return [(value, figures_of(groups[value])) for value in sorted(groups)]

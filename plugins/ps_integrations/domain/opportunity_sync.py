@@ -84,14 +84,9 @@ class SyncConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> SyncConfig:
-        known = {name for name in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown opportunity sync settings: {sorted(unknown)}")
-        values = dict(data)
-        if "base_labels" in values:
-            values["base_labels"] = tuple(values["base_labels"])
-        config = cls(**values)
+        from ps_integrations.settings import settings_from_mapping
+
+        config = settings_from_mapping(cls, data, "ps_opportunity_sync_config")
         if not 1 <= config.fiscal_year_start_month <= 12:
             raise ValueError("fiscal_year_start_month must be 1-12")
         return config

@@ -63,13 +63,9 @@ class SurveyConfig:
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> SurveyConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"ps_csat_surveys_config: unknown settings {sorted(unknown)}")
-        values: dict[str, Any] = {
-            key: tuple(value) if isinstance(value, list) else value for key, value in data.items()
-        }
-        return cls(**values)
+        from ps_integrations.settings import settings_from_mapping
+
+        return settings_from_mapping(cls, data, "ps_csat_surveys_config")
 
     @property
     def production(self) -> bool:

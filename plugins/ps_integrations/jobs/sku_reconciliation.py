@@ -72,10 +72,9 @@ class ReconciliationConfig:
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> ReconciliationConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown SKU reconciliation settings: {sorted(unknown)}")
-        return cls(**data)
+        from ps_integrations.settings import settings_from_mapping
+
+        return settings_from_mapping(cls, data, "ps_sku_reconciliation_config")
 
 
 @dataclass(frozen=True)

@@ -688,13 +688,9 @@ class RollupConfig:
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> RollupConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"ps_timesheet_rollup_config: unknown settings {sorted(unknown)}")
-        values = dict(data)
-        if "approval_labels" in values:
-            values["approval_labels"] = tuple(values["approval_labels"])
-        config = cls(**values)
+        from ps_integrations.settings import settings_from_mapping
+
+        config = settings_from_mapping(cls, data, "ps_timesheet_rollup_config")
         if config.period_length not in ("week", "month"):
             raise ValueError("ps_timesheet_rollup_config: period_length must be 'week' or 'month'")
         if not 1 <= config.release_level <= len(config.approval_labels):
@@ -813,6 +809,8 @@ class TimesheetRollup:
                 for period in (parse_period_key(key) for key in open_keys)
                 if period.end <= until + timedelta(days=1)
             )
+        if not targets:
+            summary.note(f"no newly approved period ended by {until.isoformat()}: nothing to export")
         just_ended = period_of(until - timedelta(days=1), config.period_length)
         lookback = until - timedelta(weeks=config.adjustment_lookback_weeks)
         checked = [period for period in map(parse_period_key, locks) if period.end > lookback]
