@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KEEP ?= 0
 
-.PHONY: venv demo demo-stop test lint typecheck unit constraints sandbox bench clean
+.PHONY: venv demo demo-stop test test-distributed lint typecheck unit constraints sandbox bench clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,10 @@ constraints:
 	.venv-constraints/bin/pip install --quiet -r requirements.txt
 	.venv-constraints/bin/pip freeze --exclude-editable | sort > constraints.txt
 	rm -rf .venv-constraints
+
+# The product on CeleryExecutor with PostgreSQL and Redis on this machine (see scripts/distributed.py).
+test-distributed: venv
+	scripts/with_postgres.sh $(BIN)/python scripts/distributed.py
 
 lint: venv
 	$(BIN)/ruff check plugins sandbox dags tests scripts bench

@@ -34,9 +34,12 @@ range of days.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
+from ps_integrations.alerts import finance_deadline
 from ps_integrations.conventions import dag_tags, default_args, summarize_task
 
 CONFIG_VARIABLE = "ps_sku_reconciliation_config"
@@ -51,6 +54,7 @@ CONFIG_VARIABLE = "ps_sku_reconciliation_config"
     doc_md=__doc__,
     tags=dag_tags("zuora", "gitlab", "finance"),
     default_args=default_args(),
+    deadline=finance_deadline(timedelta(hours=1), "The SKU reconciliation export"),
     dag_display_name="SKU reconciliation (Zuora ↔ services.yml)",
     params={
         "as_of": Param(

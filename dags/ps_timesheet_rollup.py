@@ -36,10 +36,12 @@ later change to a locked timelog becomes a row of the next export's `adjustments
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
+from ps_integrations.alerts import finance_deadline
 from ps_integrations.conventions import dag_tags, default_args, summarize_task
 
 CONFIG_VARIABLE = "ps_timesheet_rollup_config"
@@ -55,6 +57,7 @@ BUSINESS_TIMEZONE = os.environ.get("PS_BUSINESS_TIMEZONE", "UTC")
     doc_md=__doc__,
     tags=dag_tags("gitlab", "finance"),
     default_args=default_args(),
+    deadline=finance_deadline(timedelta(hours=2), "The approved-hours export"),
     dag_display_name="Timesheet roll-up (GitLab → finance)",
     params={
         "period": Param(None, type=["null", "string"], description="Rebuild one period, e.g. 2026-W44 or 2026-11"),

@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="start every stand-in on local ports")
     serve.add_argument("--seed", type=Path, default=DEFAULT_SEED, help="seed file (YAML or JSON)")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
+    serve.add_argument("--public-host", help="name clients reach the sandbox by (e.g. the compose service name)")
     serve.add_argument("--state-dir", type=Path, default=Path(".sandbox"), help="CA file and sandbox.json")
     serve.add_argument(
         "--ports",
@@ -31,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sandbox %(levelname)s %(message)s")
     ports = {name: int(port) for name, _, port in (item.partition("=") for item in args.ports.split(",") if item)}
-    server = SandboxServer(load_seed_file(args.seed), args.host, ports, args.state_dir).start()
+    server = SandboxServer(
+        load_seed_file(args.seed), args.host, ports, args.state_dir, public_host=args.public_host
+    ).start()
     if args.print_env:
         for conn_id, definition in server.airflow_connections().items():
             print(f"export AIRFLOW_CONN_{conn_id.upper()}={shlex.quote(json.dumps(definition))}")

@@ -45,18 +45,21 @@ class SandboxServer:
         ports: dict[str, int] | None = None,
         state_dir: Path | None = None,
         standins: list[StandIn] | None = None,
+        public_host: str | None = None,
     ) -> None:
         if standins is None:
             from sandbox.registry import STANDIN_CLASSES
 
             standins = [cls() for cls in STANDIN_CLASSES]
         self.host = host
+        # the name clients use (a compose service name when bound to 0.0.0.0); also in the TLS cert
+        self.public_host = public_host or host
         self.ports = dict(ports or {})
         self.state_dir = Path(state_dir) if state_dir else Path(".sandbox")
         self.seed: dict[str, Any] = copy.deepcopy(seed or {})
         self.standins = {standin.name: standin for standin in standins}
         self.smtp = SmtpSink(host, self.ports.get("smtp", 0))
-        self.s3 = S3StandIn(host, self.ports.get("s3", 0))
+        self.s3 = S3StandIn(host, self.ports.get("s3", 0), self.public_host)
         self.ca: LocalCA | None = None
         self._http_servers: list[BaseWSGIServer] = []
         self._threads: list[threading.Thread] = []
@@ -64,7 +67,7 @@ class SandboxServer:
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> SandboxServer:
-        self.ca = LocalCA(self.state_dir)
+        self.ca = LocalCA(self.state_dir, self.public_host)
         for name, standin in self.standins.items():
             context = self.ca.server_context() if standin.https else None
             server = self._serve(standin, self.ports.get(name, 0), context)
@@ -95,7 +98,7 @@ class SandboxServer:
 
     @property
     def _url_host(self) -> str:
-        return self.host
+        return self.public_host
 
     def _serve(self, app: Any, port: int, context: Any) -> BaseWSGIServer:
         server = make_server(self.host, port, app, threaded=True, ssl_context=context)
@@ -137,7 +140,7 @@ class SandboxServer:
             "admin": self.admin_url,
             "ca_bundle": str(self.ca.ca_path.resolve()) if self.ca else None,
             "systems": {name: standin.base_url for name, standin in self.standins.items()},
-            "smtp": {"host": self.host, "port": self.smtp.port},
+            "smtp": {"host": self._url_host, "port": self.smtp.port},
             "s3": {
                 "endpoint_url": self.s3.url,
                 "aws_access_key_id": FAKE_ACCESS_KEY,
@@ -156,7 +159,7 @@ class SandboxServer:
         connections: dict[str, dict[str, Any]] = {
             "smtp_default": {
                 "conn_type": "smtp",
-                "host": self.host,
+                "host": self._url_host,
                 "port": self.smtp.port,
                 "extra": {
                     "disable_ssl": True,

@@ -16,9 +16,10 @@ SERVER_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 class LocalCA:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, public_host: str | None = None) -> None:
         self._ca = trustme.CA(organization_name="ps-integrations sandbox")
-        self._server_cert = self._ca.issue_cert(*SERVER_NAMES)
+        names = SERVER_NAMES if public_host in (None, "0.0.0.0", *SERVER_NAMES) else (*SERVER_NAMES, public_host)  # noqa: S104
+        self._server_cert = self._ca.issue_cert(*names)
         directory.mkdir(parents=True, exist_ok=True)
         self.ca_path = directory / "sandbox-ca.pem"
         self._ca.cert_pem.write_to_path(str(self.ca_path))

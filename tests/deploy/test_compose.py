@@ -1,0 +1,127 @@
+"""docker-compose.yml, the Dockerfile and .env.example, checked without a Docker engine."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+ENV_EXAMPLE = (ROOT / ".env.example").read_text()
+AIRFLOW_SERVICES = (
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-worker",
+    "airflow-triggerer",
+)
+
+
+def env_example_keys() -> set[str]:
+    return {line.split("=", 1)[0] for line in ENV_EXAMPLE.splitlines() if re.match(r"^[A-Z_][A-Z0-9_]*=", line)}
+
+
+def test_the_official_celery_layout_and_the_csat_service():
+    assert {"postgres", "redis", *AIRFLOW_SERVICES, "csat-service", "sandbox"} <= set(SERVICES)
+    assert SERVICES["sandbox"]["profiles"] == ["sandbox"]
+    commands = {name: SERVICES[name]["command"] for name in AIRFLOW_SERVICES[1:]}
+    assert commands == {
+        "airflow-apiserver": "api-server",
+        "airflow-scheduler": "scheduler",
+        "airflow-dag-processor": "dag-processor",
+        "airflow-worker": "celery worker",
+        "airflow-triggerer": "triggerer",
+    }
+    for name in AIRFLOW_SERVICES:
+        assert SERVICES[name]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        assert SERVICES[name]["image"].startswith("${PS_IMAGE")
+
+
+def test_healthchecks_and_start_order():
+    for name, service in SERVICES.items():
+        if name != "airflow-init":
+            assert "healthcheck" in service, f"{name} has no healthcheck"
+    for name in AIRFLOW_SERVICES[1:]:
+        depends = SERVICES[name]["depends_on"]
+        assert depends["postgres"]["condition"] == "service_healthy"
+        assert depends["redis"]["condition"] == "service_healthy"
+        assert depends["airflow-init"]["condition"] == "service_completed_successfully"
+    assert SERVICES["airflow-worker"]["depends_on"]["airflow-apiserver"]["condition"] == "service_healthy"
+    assert "airflow db migrate" in " ".join(SERVICES["airflow-init"]["command"])
+
+
+def test_every_referenced_path_exists():
+    for name, service in SERVICES.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+        for env_file in service.get("env_file", []):
+            path = env_file["path"] if isinstance(env_file, dict) else env_file
+            assert (ROOT / path).exists() or path == ".env", f"{name}: env file {path}"
+    for source in re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", DOCKERFILE, re.M):
+        for item in source.split():
+            assert (ROOT / item).exists(), f"Dockerfile copies missing {item}"
+
+
+def test_every_variable_is_in_env_example():
+    text = (ROOT / "docker-compose.yml").read_text()
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)", text))  # $${X} is the container's own variable
+    with_default = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*):-", text))
+    assert used - with_default <= env_example_keys()
+
+
+def test_the_image_is_the_official_one_with_the_pinned_requirements():
+    assert DOCKERFILE.splitlines()[2] == "FROM apache/airflow:3.3.2-python3.11" or (
+        "FROM apache/airflow:3.3.2-python3.11" in DOCKERFILE
+    )
+    assert "pip install --no-cache-dir -r /opt/ps/requirements.txt -c /opt/ps/constraints.txt" in DOCKERFILE
+    assert "_PIP_ADDITIONAL_REQUIREMENTS" not in (ROOT / "docker-compose.yml").read_text()
+    pinned = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line and line[0].isalpha()]
+    assert all("==" in line for line in pinned)
+    airflow_pin = next(line for line in pinned if line.startswith("apache-airflow=="))
+    assert airflow_pin == "apache-airflow==3.3.2"
+    for directory in ("dags", "plugins", "include"):
+        assert f"COPY --chown=airflow:root {directory}/ /opt/airflow/{directory}/" in DOCKERFILE
+
+
+def test_connection_hosts_are_service_names():
+    for line in [*ENV_EXAMPLE.splitlines(), *(ROOT / "deploy" / "sandbox.env").read_text().splitlines()]:
+        if not line.startswith("AIRFLOW_CONN_"):
+            continue
+        for host in re.findall(r"://(?:[^@/\s\"]*@)?([a-z][a-z0-9-]*)[:/\"]", line):
+            if host.endswith("example") or "." in host:
+                continue
+            assert host in SERVICES, f"{line.split('=')[0]} points at {host}, not a compose service"
+
+
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY")
+
+
+def test_no_secret_values_in_the_compose_file_or_the_image():
+    for name, service in SERVICES.items():
+        environment = service.get("environment") or {}
+        for key, value in environment.items():
+            if SECRET_NAME.search(key):
+                assert str(value).startswith("${"), f"{name}: {key} must come from .env"
+            for password in re.findall(r"://[^:@/\s]*:([^@\s]*)@", str(value)):
+                assert password.startswith("${"), f"{name}: {key} embeds a password"
+    for line in DOCKERFILE.splitlines():
+        assert not (line.startswith(("ENV", "ARG")) and SECRET_NAME.search(line)), line
+
+
+def test_env_example_holds_placeholders_only():
+    for line in ENV_EXAMPLE.splitlines():
+        if not re.match(r"^[A-Z_][A-Z0-9_]*=", line):
+            continue
+        key, value = line.split("=", 1)
+        if SECRET_NAME.search(key):
+            assert value == "", f".env.example: {key} must be left empty"
+        for password in re.findall(r'"password": "([^"]*)"|://[^:@/\s]*:([^@\s]*)@', value):
+            assert "".join(password).startswith(("REPLACE_WITH", "...")), f".env.example: {key} holds a password"
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
