@@ -85,8 +85,9 @@ def state_db_uri(tmp_path) -> str:
 
 
 @pytest.fixture
-def product_env(monkeypatch, sandbox, state_db_uri, tmp_path):
-    """Connections and variables pointing the product at the sandbox and a fresh SQLite state DB."""
+def product_env(airflow_db, monkeypatch, sandbox, state_db_uri, tmp_path):
+    """Connections and variables pointing the product at the sandbox and a fresh SQLite state DB
+    (and a migrated Airflow metadata DB, for the DAG runs these tests make)."""
     for conn_id, definition in sandbox.airflow_connections().items():
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(definition))
     monkeypatch.setenv("AIRFLOW_CONN_PS_STATE", state_db_uri)

@@ -115,3 +115,26 @@ def test_findings_include_low_weeks_and_given_findings():
 
 def test_identical_inputs_give_identical_bytes():
     assert [f.content for f in build()] == [f.content for f in build()]
+
+
+def test_rows_come_in_engineer_day_engagement_order():
+    import random
+    from operator import attrgetter
+
+    from ps_integrations.jobs.timesheets import _by_engineer_day_engagement
+
+    rng = random.Random(3)
+    entries = [
+        Entry(
+            str(rng.randrange(10_000)),
+            f"e{rng.randrange(5)}",
+            date(2026, 11, 9 + rng.randrange(5)),
+            f"u{rng.randrange(4)}",
+            "Project Work",
+            Decimal(1),
+        )
+        for _ in range(500)
+    ]
+    assert _by_engineer_day_engagement(entries) == sorted(
+        entries, key=attrgetter("engineer", "day", "engagement", "timelog_id")
+    )

@@ -104,3 +104,17 @@ def test_s3_export_lands_in_the_bucket(request, tmp_path, monkeypatch):
 )
 def test_cell_format(value, expected):
     assert format_value(value) == expected
+
+
+def test_prerendered_csv_lines_match_the_csv_writer_byte_for_byte():
+    from ps_integrations.exports import Column, csv_field, csv_file, csv_lines_file
+
+    columns = (Column("a", "first"), Column("b", "second"), Column("c", "third"))
+    rows = [
+        {"a": "plain", "b": 'say "hi"', "c": "x,y"},
+        {"a": "line\nbreak", "b": "", "c": "carriage\rreturn"},
+        {"a": " spaced ", "b": "é ü ✓", "c": "'single'"},
+    ]
+    expected = csv_file("t.csv", "d", columns, rows)
+    lines = [",".join(csv_field(row[column.name]) for column in columns) for row in rows]
+    assert csv_lines_file("t.csv", "d", columns, lines).content == expected.content
