@@ -16,6 +16,8 @@ COPY --chown=airflow:root dags/ /opt/airflow/dags/
 COPY --chown=airflow:root plugins/ /opt/airflow/plugins/
 COPY --chown=airflow:root include/ /opt/airflow/include/
 COPY --chown=airflow:root sandbox/ /opt/ps/sandbox/
+# the sandbox reads the real services.yml and Zuora WSDL from include/ next to it
+COPY --chown=airflow:root include/ /opt/ps/include/
 # The library package lives in plugins/ (Airflow's layout) and finds include/ next to it
 # (/opt/airflow/include); the sandbox is only used by the compose file's "sandbox" profile.
 ENV PYTHONPATH=/opt/airflow/plugins:/opt/ps

@@ -12,6 +12,7 @@ Only tests, benchmarks and the demo call it; product code never does. Routes:
     POST   /_sandbox/<system>/faults/script   {"endpoint", "kind", "count", "status"?, "after"?}
     POST   /_sandbox/<system>/sessions/expire expire every session now
     GET    /_sandbox/smtp/messages            every message the SMTP sink received (DELETE clears)
+    PUT    /_sandbox/smtp/reply-delay         {"seconds"}: keep each message, then wait before the 250
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class AdminApp:
                 Rule("/_sandbox/reset", endpoint="reset", methods=["POST"]),
                 Rule("/_sandbox/seed", endpoint="seed", methods=["POST"]),
                 Rule("/_sandbox/smtp/messages", endpoint="smtp_messages", methods=["GET", "DELETE"]),
+                Rule("/_sandbox/smtp/reply-delay", endpoint="smtp_reply_delay", methods=["PUT"]),
                 Rule("/_sandbox/<system>/state", endpoint="state", methods=["GET"]),
                 Rule("/_sandbox/<system>/calls", endpoint="calls", methods=["GET", "DELETE"]),
                 Rule("/_sandbox/<system>/faults", endpoint="faults", methods=["GET", "PUT"]),
@@ -113,6 +115,11 @@ class AdminApp:
 
     def on_expire(self, request: Request, system: str) -> Response:
         return json_response({"expired": self.server.standin(system).sessions.expire_all()})
+
+    def on_smtp_reply_delay(self, request: Request) -> Response:
+        seconds = float(self._body(request).get("seconds", 0))
+        self.server.smtp.set_reply_delay(seconds)
+        return json_response({"reply_delay_seconds": seconds})
 
     def on_smtp_messages(self, request: Request) -> Response:
         if request.method == "DELETE":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -69,9 +70,14 @@ class MessageStore:
 class _Handler:
     def __init__(self, store: MessageStore) -> None:
         self.store = store
+        # seconds between keeping a message and answering 250: a client killed meanwhile has
+        # delivered a mail it never learned about (the crash case of at-most-once senders)
+        self.reply_delay = 0.0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.store.add(envelope.mail_from, envelope.rcpt_tos, envelope.original_content or envelope.content)
+        if self.reply_delay:
+            await asyncio.sleep(self.reply_delay)
         return "250 Message accepted for delivery"
 
 
@@ -89,7 +95,8 @@ class SmtpSink:
 
     def start(self) -> None:
         port = self._requested_port or _free_port(self.host)
-        self._controller = Controller(_Handler(self.store), hostname=self.host, port=port)
+        self.handler = _Handler(self.store)
+        self._controller = Controller(self.handler, hostname=self.host, port=port)
         self._controller.start()
         self.port = port
 
@@ -100,6 +107,12 @@ class SmtpSink:
 
     def load_seed(self, seed: dict[str, Any]) -> None:
         self.store.clear()
+        self.set_reply_delay(0)
+
+    def set_reply_delay(self, seconds: float) -> None:
+        """Hold the reply to DATA this long after the message is kept (0: answer at once)."""
+        if getattr(self, "handler", None) is not None:
+            self.handler.reply_delay = float(seconds)
 
     def state(self) -> dict[str, Any]:
         return {"messages": self.store.all()}

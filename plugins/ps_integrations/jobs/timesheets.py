@@ -395,25 +395,23 @@ def _approved_hours_lines(period: Period, entries: list[Entry], engagements: dic
     kinds: dict[tuple[str, Decimal], str] = {}
     key = csv_field(period.key)
     lines = []
-    for entry in _by_engineer_day_engagement(entries):
-        engineer = engineers.get(entry.engineer)
+    for _timelog_id, name, when, engagement, category, hours in _by_engineer_day_engagement(entries):
+        engineer = engineers.get(name)
         if engineer is None:
-            engineer = engineers[entry.engineer] = f"{csv_field(entry.engineer)},{key}"
-        about = described.get(entry.engagement)
+            engineer = engineers[name] = f"{csv_field(name)},{key}"
+        about = described.get(engagement)
         if about is None:
-            info = engagements.get(entry.engagement) or EngagementInfo(entry.engagement)
-            about = described[entry.engagement] = ",".join(
-                csv_field(value) for value in (entry.engagement, info.opportunity_id, info.account, info.sku)
+            info = engagements.get(engagement) or EngagementInfo(engagement)
+            about = described[engagement] = ",".join(
+                csv_field(value) for value in (engagement, info.opportunity_id, info.account, info.sku)
             )
-        day = days.get(entry.day)
+        day = days.get(when)
         if day is None:
-            day = days[entry.day] = entry.day.isoformat()
-        tail = kinds.get((entry.category, entry.hours))
+            day = days[when] = when.isoformat()
+        tail = kinds.get((category, hours))
         if tail is None:
-            billable = "true" if is_billable(entry.category) else "false"
-            tail = kinds[(entry.category, entry.hours)] = (
-                f"{csv_field(entry.category)},{billable},{format_value(entry.hours)}"
-            )
+            billable = "true" if is_billable(category) else "false"
+            tail = kinds[(category, hours)] = f"{csv_field(category)},{billable},{format_value(hours)}"
         lines.append(f"{engineer},{day},{about},{tail}")
     return lines
 
@@ -437,13 +435,13 @@ def period_export(
     billable: dict[str, Decimal] = defaultdict(Decimal)
     pto: dict[str, Decimal] = defaultdict(Decimal)
     billable_by: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    for entry in entries:
-        logged[entry.engineer] += entry.hours
-        if entry.category == BILLABLE_CATEGORY:
-            billable[entry.engineer] += entry.hours
-            billable_by[(entry.engagement, entry.engineer)] += entry.hours
-        elif entry.category == PTO_CATEGORY:
-            pto[entry.engineer] += entry.hours
+    for _timelog_id, engineer, _day, engagement, category, hours in entries:  # unpacking beats attributes
+        logged[engineer] += hours
+        if category == BILLABLE_CATEGORY:
+            billable[engineer] += hours
+            billable_by[(engagement, engineer)] += hours
+        elif category == PTO_CATEGORY:
+            pto[engineer] += hours
     hours_lines = _approved_hours_lines(period, entries, engagements)
     all_findings = list(findings)
     utilization_rows = []
