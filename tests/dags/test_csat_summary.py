@@ -127,6 +127,10 @@ def test_the_quarter_is_summarised_exported_and_mailed(dag, answered):
     names = {attachment["filename"] for attachment in mail["attachments"]}
     assert {"trend.png", "csat_by_dimension.csv"} <= names
 
+    summary = StateStore().fetch_all("platform/runs_of_dag", {"dag_id": "ps_csat_summary"})[0]["summary"]
+    # 8 quarters: the 4 answers of Q3 and Q2 (5, 4, 2 and 3), 2 of them 4 or 5
+    assert "last 8 quarters: CSAT 50.0% (n=4) (few responses)" in summary
+
     dag.test(run_conf={"period": "FY2027-Q3"})  # nothing changed: no second mail
     assert len(answered.smtp.store.all()) == 1
 

@@ -268,7 +268,9 @@ class CsatSummary:
         paths = self.exports.write_folder(folder, f"PS CSAT summary, {period}", [*files, manifest])
         self.summary.add("surveys", overall.surveys)
         self.summary.add("responses", overall.responses)
-        self.summary.note(f"{period}: CSAT {_pct(overall)}; export {paths[0].rsplit('/', 1)[0]}")
+        last_8 = figures_of([o for o in outcomes if quarter_of[o.survey_id] in {key for key, _ in trend}])
+        self.summary.note(f"{period}: CSAT {_pct(overall)}; last 8 quarters: CSAT {_pct(last_8)}")
+        self.summary.note(f"export {paths[0].rsplit('/', 1)[0]}")
         self._keep_latest(period, report, chart)
         self._mail(period, overall, trend, tables, verbatims, chart, files[2], manifest.sha256)
         return self.summary
