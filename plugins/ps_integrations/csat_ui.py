@@ -8,9 +8,7 @@ request without a valid Airflow session cookie or bearer token gets 401/403.
 from __future__ import annotations
 
 import base64
-import html
 from collections.abc import Callable
-from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, Response
@@ -60,10 +58,5 @@ def create_app(load_latest: Callable[[], dict[str, str] | None] = latest_from_st
         if latest is None or not latest["png"]:
             return Response(status_code=404, headers=HEADERS)
         return Response(base64.b64decode(latest["png"]), media_type="image/png", headers=HEADERS)
-
-    @app.get("/period")
-    def period() -> dict[str, Any]:
-        latest = load_latest()
-        return {"period": html.escape(latest["period"]) if latest else None}
 
     return app

@@ -3,27 +3,11 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from ps_integrations.state_store import StateStore, schema_files, split_statements
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, monkeypatch, tmp_path):
-    if request.param == "sqlite":
-        uri = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        base = request.getfixturevalue("postgres_uri")
-        database = f"t_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f"CREATE DATABASE {database}"))
-        uri = base.rsplit("/", 1)[0] + "/" + database
-    monkeypatch.setenv("AIRFLOW_CONN_PS_STATE", uri)
-    yield StateStore()
 
 
 def test_schema_applies_once_and_creates_the_platform_tables(store):

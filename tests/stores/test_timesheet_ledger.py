@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from ps_integrations.domain.timesheets import Entry, adjustments
 from ps_integrations.exports import Column, csv_file, json_file
 from ps_integrations.jobs.timesheets import ExportLedger
-from ps_integrations.state_store import StateStore
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 WEEK = "2026-W46"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, monkeypatch, tmp_path):
-    if request.param == "sqlite":
-        uri = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        base = request.getfixturevalue("postgres_uri")
-        database = f"t_{uuid.uuid4().hex[:12]}"
-        with create_engine(base, isolation_level="AUTOCOMMIT").connect() as connection:
-            connection.execute(text(f"CREATE DATABASE {database}"))
-        uri = base.rsplit("/", 1)[0] + "/" + database
-    monkeypatch.setenv("AIRFLOW_CONN_PS_STATE", uri)
-    store = StateStore()
+@pytest.fixture(autouse=True)
+def _schema(store):
     store.apply_schema()
-    return store
 
 
 def entry(timelog_id, hours, day=date(2026, 11, 9)):

@@ -6,7 +6,6 @@ trend over 8 quarters, verbatims, a chart, and a mail.
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import io
 import logging
@@ -334,7 +333,3 @@ def period_of_run(period: str | None, interval_end: datetime | None, now: dateti
         return period
     last_day = ((interval_end or now) - timedelta(seconds=1)).date()
     return fiscal_quarter_key(last_day, start_month)
-
-
-def digest_of(files: list[ExportFile]) -> str:
-    return hashlib.sha256(b"".join(f.content for f in files)).hexdigest()

@@ -559,9 +559,8 @@ class ExportLedger:
     def locks(self) -> dict[str, dict[str, int]]:
         """period -> engineer -> approval level it was exported at."""
         locks: dict[str, dict[str, int]] = defaultdict(dict)
-        for period in self.store.fetch_all("timesheets/locked_periods"):
-            for row in self.store.fetch_all("timesheets/locked_engineers", {"period": period["period"]}):
-                locks[period["period"]][row["engineer"]] = int(row["approval_level"])
+        for row in self.store.fetch_all("timesheets/all_locks"):
+            locks[row["period"]][row["engineer"]] = int(row["approval_level"])
         return locks
 
     def locked_engineers(self, period: str) -> set[str]:

@@ -1,0 +1,1 @@
+SELECT period, engineer, approval_level FROM timesheet_locks ORDER BY period, engineer

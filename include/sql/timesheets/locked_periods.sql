@@ -1,1 +1,0 @@
-SELECT DISTINCT period FROM timesheet_locks ORDER BY period
