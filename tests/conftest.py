@@ -124,5 +124,6 @@ def browser():
         options.add_argument(argument)
     chrome = webdriver.Chrome(service=Service(driver), options=options)
     chrome.set_page_load_timeout(30)
+    chrome.implicitly_wait(10)  # find_element waits for pages still loading (a form POST's answer)
     yield chrome
     chrome.quit()

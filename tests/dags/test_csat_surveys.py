@@ -335,6 +335,8 @@ def test_a_low_score_raises_one_follow_up_issue_for_the_project_manager(dag, csa
 
 def test_a_customer_answers_in_a_real_browser(dag, csat, browser, tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
     issue = closed_engagements(csat)[0]
     run(dag, **window_around(issue.closed_at))
@@ -345,7 +347,7 @@ def test_a_customer_answers_in_a_real_browser(dag, csat, browser, tmp_path):
     assert browser.find_element(By.CSS_SELECTOR, "input[name=score][value='4']").is_selected()
     browser.find_element(By.ID, "comment").send_keys("Great migration, <b>thanks</b>!")
     browser.find_element(By.ID, "submit").click()
-    thanks = browser.find_element(By.ID, "thanks")
+    thanks = WebDriverWait(browser, 20).until(expected_conditions.presence_of_element_located((By.ID, "thanks")))
     assert "rating of 4" in thanks.text
     assert "<b>thanks</b>" in browser.find_element(By.TAG_NAME, "blockquote").text  # shown as text, not markup
     browser.save_screenshot(str(tmp_path / "thanks.png"))
