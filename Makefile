@@ -5,12 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KEEP ?= 0
+# The calendar guard runs the date-sensitive tests again with every process's clock this far ahead.
+CALENDAR_OFFSET ?= +455d
 
-.PHONY: venv demo demo-stop test test-distributed lint typecheck unit constraints sandbox bench clean
+.PHONY: prerequisites venv demo demo-stop test test-distributed lint typecheck unit constraints sandbox bench clean
 
 venv: $(STAMP)
 
 $(STAMP): requirements.txt constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required: install Python 3.11 (or set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
@@ -28,6 +31,7 @@ constraints:
 
 # The product on CeleryExecutor with PostgreSQL and Redis on this machine (see scripts/distributed.py).
 test-distributed: venv
+	scripts/prerequisites.sh postgresql redis-server
 	scripts/with_postgres.sh $(BIN)/python scripts/distributed.py
 
 lint: venv
@@ -37,9 +41,17 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-# Unit + integration tests. PostgreSQL runs as a throwaway cluster for the state-store tests.
-test: lint typecheck
+# Unit + integration tests. PostgreSQL runs as a throwaway cluster for the state-store tests. Then the
+# calendar guard: the date-sensitive tests (marker `calendar`) once more with every clock moved by
+# CALENDAR_OFFSET (Debian's faketime), so a test or product path reading the machine's date fails here.
+test: prerequisites lint typecheck
 	scripts/with_postgres.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@echo "calendar guard: date-sensitive tests with every clock moved $(CALENDAR_OFFSET)"
+	faketime -f '$(CALENDAR_OFFSET)' $(BIN)/python -m pytest -q -m calendar $(CALENDAR_PYTEST_ARGS)
+
+# Debian packages the tests need (installed when missing and root; see scripts/prerequisites.sh).
+prerequisites:
+	scripts/prerequisites.sh postgresql chromium chromium-driver faketime
 
 demo: venv
 	$(BIN)/python scripts/demo.py $(if $(filter 1 yes true,$(KEEP)),--keep,)

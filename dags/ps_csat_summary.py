@@ -24,6 +24,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
+from ps_integrations import clock
 from ps_integrations.conventions import dag_tags, default_args, summarize_task
 
 CONFIG_VARIABLE = "ps_csat_summary_config"
@@ -52,7 +53,6 @@ def ps_csat_summary():
 
     @task(task_display_name="Build, export and mail the CSAT summary")
     def summarise(_schema: list[str], **context) -> dict:
-        import pendulum as clock
         from airflow.sdk import Variable
 
         from ps_integrations.exports import ExportStore
@@ -63,9 +63,7 @@ def ps_csat_summary():
         config = SummaryConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
         start, end = context.get("data_interval_start"), context.get("data_interval_end")
         interval_end = end if start is not None and end is not None and end > start else None
-        period = period_of_run(
-            context["params"]["period"], interval_end, clock.now("UTC"), config.fiscal_year_start_month
-        )
+        period = period_of_run(context["params"]["period"], interval_end, clock.now(), config.fiscal_year_start_month)
         job = CsatSummary(StateStore(), ExportStore.from_variables(), config, send_message)
         return job.run(period).to_dict()
 

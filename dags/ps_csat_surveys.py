@@ -33,9 +33,12 @@ whose interrupted send may go out once more), `since`/`until` for a manual windo
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
+from ps_integrations import clock
 from ps_integrations.conventions import dag_tags, default_args, summarize_task
 
 CONFIG_VARIABLE = "ps_csat_surveys_config"
@@ -67,7 +70,6 @@ def ps_csat_surveys():
 
     @task(task_display_name="Send surveys, reminders and follow-ups")
     def send_surveys(_schema: list[str], **context) -> dict:
-        import pendulum as clock
         from airflow.sdk import Variable
 
         from ps_integrations.hooks.gitlab import GitLabHook
@@ -78,13 +80,13 @@ def ps_csat_surveys():
 
         params = context["params"]
         config = SurveyConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
-        now = clock.now("UTC")
+        now = clock.now()
         start, end = context.get("data_interval_start"), context.get("data_interval_end")
         if params["since"]:
-            start = clock.parse(params["since"], tz="UTC")
-            end = clock.parse(params["until"], tz="UTC") if params["until"] else now
+            start = pendulum.parse(params["since"], tz="UTC")
+            end = pendulum.parse(params["until"], tz="UTC") if params["until"] else now
         elif start is None or end is None or start >= end:
-            start, end = now.subtract(hours=1), now
+            start, end = now - timedelta(hours=1), now
         job = CsatSurveys(
             GitLabHook(),
             SalesforceHook(),

@@ -43,6 +43,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
+from ps_integrations import clock
 from ps_integrations.conventions import dag_tags, default_args, summarize_task
 
 CONFIG_VARIABLE = "ps_opportunity_sync_config"
@@ -89,7 +90,6 @@ def ps_opportunity_sync():
 
     @task(task_display_name="Sync won opportunities to GitLab issues")
     def sync_opportunities(operator_requests: list[str], **context) -> dict:
-        import pendulum as clock
         from airflow.sdk import Variable
 
         from ps_integrations.domain.opportunity_sync import SyncConfig
@@ -105,7 +105,7 @@ def ps_opportunity_sync():
             context.get("data_interval_start"),
             context.get("data_interval_end"),
             config.overlap_minutes,
-            clock.now("UTC"),
+            clock.now(),
         )
         job = OpportunitySync(
             SalesforceHook(),

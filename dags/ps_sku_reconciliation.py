@@ -39,6 +39,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
+from ps_integrations import clock
 from ps_integrations.alerts import finance_deadline
 from ps_integrations.conventions import dag_tags, default_args, summarize_task
 
@@ -74,7 +75,6 @@ def ps_sku_reconciliation():
     def reconcile(_schema: list[str], **context) -> dict:
         from datetime import date
 
-        import pendulum as clock
         from airflow.sdk import Variable
 
         from ps_integrations.exports import ExportStore
@@ -91,7 +91,7 @@ def ps_sku_reconciliation():
         elif end is not None and start is not None and end > start:
             as_of = end.date()
         else:
-            as_of = clock.now("UTC").date()
+            as_of = clock.now().date()
         config = ReconciliationConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
         job = SkuReconciliation(
             ZuoraHook(), GitLabHook(), StateStore(), ExportStore.from_variables(), config, context["run_id"]
@@ -101,7 +101,7 @@ def ps_sku_reconciliation():
         from ps_integrations.domain.services_catalog import CatalogSyntaxError
 
         try:
-            summary = job.run(as_of, params["services_yml_ref"], clock.now("UTC"))
+            summary = job.run(as_of, params["services_yml_ref"], clock.now())
         except CatalogSyntaxError as error:
             raise AirflowFailException(str(error)) from error  # fix the file; retrying will not help
         summary.note(f"as_of {as_of.isoformat()}")

@@ -41,6 +41,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
+from ps_integrations import clock
 from ps_integrations.alerts import finance_deadline
 from ps_integrations.conventions import dag_tags, default_args, summarize_task
 
@@ -76,7 +77,6 @@ def ps_timesheet_rollup():
 
     @task(task_display_name="Roll up approved hours and export")
     def roll_up(_schema: list[str], **context) -> dict:
-        import pendulum as clock
         from airflow.sdk import Variable
 
         from ps_integrations.exports import ExportStore
@@ -87,13 +87,13 @@ def ps_timesheet_rollup():
 
         config = RollupConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
         params = context["params"]
-        now = clock.now("UTC")
+        now = clock.now()
         end = context.get("data_interval_end")
         start = context.get("data_interval_start")
         until = (
             end.in_timezone(config.business_timezone).date()
             if end is not None and start is not None and end > start
-            else now.date()
+            else clock.today(config.business_timezone)
         )
         job = TimesheetRollup(
             GitLabHook(),
@@ -107,7 +107,7 @@ def ps_timesheet_rollup():
         selection = selected_periods(
             params["period"], params["period_start"], params["period_end"], config.period_length
         )
-        return job.run(until, selection, now.in_timezone(config.business_timezone).date(), now).to_dict()
+        return job.run(until, selection, clock.today(config.business_timezone), now).to_dict()
 
     summarize_task()(roll_up(prepare()))
 

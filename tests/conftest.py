@@ -10,9 +10,12 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+
+from ps_integrations import clock
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_HOME = Path(os.environ.get("PS_TEST_AIRFLOW_HOME", ROOT / ".test-airflow"))
@@ -40,6 +43,12 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
         },
     ]
 )
+# One clock for the product, the sandbox and every Airflow subprocess, pinned to a fixed moment (shortly
+# after the seeds' end date) whatever date the machine has: no test may depend on the day it runs.
+# PS_TEST_PINNED_NOW moves it (the calendar guard in `make test` runs the date-sensitive tests again
+# elsewhere); the seeds stay where they are.
+PINNED_NOW = datetime.fromisoformat(os.environ.get("PS_TEST_PINNED_NOW", "2026-11-23T10:00:00+00:00"))
+os.environ[clock.PIN_VARIABLE] = clock.pin_value(PINNED_NOW)
 # Tests must not inherit a developer's or the machine's connections and variables.
 for key in list(os.environ):
     if key.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_")):
@@ -50,6 +59,26 @@ def _migrate_airflow_db() -> None:
     AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dag_runs_on_the_pinned_clock():
+    """``dag.test()`` dates a run by the real clock when no logical date is given; in tests the
+    product's pinned clock dates it, so data intervals follow the pinned moment too."""
+    from airflow.sdk import DAG
+    from airflow.sdk.definitions._internal.types import NOTSET
+
+    real_test = DAG.test
+
+    def test_on_pinned_clock(self, *args, logical_date=NOTSET, **kwargs):
+        if logical_date is NOTSET:
+            logical_date = clock.now()
+        kwargs.setdefault("run_after", logical_date or clock.now())
+        return real_test(self, *args, logical_date=logical_date, **kwargs)
+
+    DAG.test = test_on_pinned_clock  # type: ignore[method-assign]
+    yield
+    DAG.test = real_test  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from ps_integrations import clock
 from ps_integrations.exceptions import RecordsFailedError
 from ps_integrations.run_summary import RunSummary
 
@@ -101,7 +102,7 @@ def finish_run(summary: RunSummary, context: Any, state_store: Any | None = None
                 "summary": line,
                 "counts_json": json.dumps(summary.to_dict(), sort_keys=True),
                 "failed": len(summary.failures),
-                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "finished_at": clock.now_iso(),
             },
         )
     if summary.failures:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
 from decimal import Decimal
 
+from ps_integrations import clock
 from ps_integrations.conventions import (
     ALERT_RECIPIENTS_VARIABLE,
     DEFAULT_ALERT_RECIPIENTS,
@@ -48,7 +48,7 @@ def send_smoke_mail(store: StateStore, dag_id: str, run_id: str) -> int:
             subject=f"[ps-integrations] platform smoke test {run_id}",
             html_content=f"<p>The platform smoke test run <b>{run_id}</b> reached the mail server.</p>",
         )
-    now = datetime.now(UTC).isoformat(timespec="seconds")
+    now = clock.now_iso()
     store.execute("platform/record_audit", {**record, "detail": f"to {recipients}", "recorded_at": now})
     log.info("Test mail sent to %d recipient(s)", len(recipients.split(",")))
     return 1

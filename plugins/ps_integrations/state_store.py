@@ -15,6 +15,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ps_integrations import clock
 from ps_integrations.exceptions import StateStoreError
 from ps_integrations.paths import SCHEMA_DIR, SQL_DIR
 
@@ -195,11 +196,10 @@ class StateStore:
         return row["value"] if row else None
 
     def set_value(self, job: str, name: str, value: str) -> None:
-        from datetime import UTC, datetime
 
         self.execute(
             "platform/set_value",
-            {"job": job, "name": name, "value": value, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")},
+            {"job": job, "name": name, "value": value, "updated_at": clock.now_iso()},
         )
 
     def table_names(self) -> list[str]:

@@ -24,6 +24,8 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ps_integrations import clock
+
 # slow_response: the call is handled (its effects happen) but the answer is held back for
 # delay_ms - a client that gives up or dies meanwhile never learns the outcome.
 FAULT_KINDS = ("server_error", "rate_limited", "session_expired", "not_found", "bad_request", "slow_response")
@@ -180,7 +182,7 @@ class FaultInjector:
         return RateLimitInfo(
             limit=limit,
             remaining=max(limit - used, 0),
-            reset_at=int(time.time() + max(frees_in, 0)),
+            reset_at=int(clock.now().timestamp() + max(frees_in, 0)),
             observed=used,
         )
 

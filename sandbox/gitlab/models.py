@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import unquote
 
+from ps_integrations import clock
 from sandbox.gitlab.markdown import (
     extract_quick_actions,
     human_duration,
@@ -171,7 +172,7 @@ class GitLabBackend:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.base_url = "https://gitlab.example.com"
-        self.clock = lambda: datetime.now(UTC)
+        self.clock = clock.now
         self.reset_state()
 
     def reset_state(self) -> None:

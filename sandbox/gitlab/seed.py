@@ -32,6 +32,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from typing import Any
 
+from ps_integrations import clock
 from sandbox.gitlab.models import GitLabBackend, Issue, Project
 from sandbox.reference import SERVICES_YML
 
@@ -130,7 +131,7 @@ def generate(
     end = date.fromisoformat(end_date)
     start = end - timedelta(days=365 * years)
     created = datetime.combine(start - timedelta(days=30), time(9), UTC)
-    backend.clock = lambda: datetime.now(UTC)
+    backend.clock = clock.now
 
     bot = backend.add_user("ps-integration-bot", "PS Integration Bot", bot=True)
     head = backend.add_user("head-of-ps", "Morgan Head", role="head_of_ps", job_title="Head of Professional Services")
@@ -221,7 +222,7 @@ def generate(
 
     _timelogs(backend, rng, people, engagement_issues, category_issues, start, end)
     _approvals(backend, rng, time_tracking, people, managers, finance, end)
-    backend.clock = lambda: datetime.now(UTC)
+    backend.clock = clock.now
     del head
 
 

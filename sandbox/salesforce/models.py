@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from ps_integrations import clock
 from sandbox.salesforce.schema import OBJECTS, STAGES, FieldDef, ObjectDef, find_object
 from sandbox.salesforce.soql import BoolOp, Comparison, DateLiteral, Query, SoqlSyntaxError, parse
 
@@ -163,7 +164,7 @@ class SalesforceBackend:
         self.locator_ttl: float = LOCATOR_TTL_SECONDS
         self.org_id = "00D5g000004ORGA" + id_checksum("00D5g000004ORGA")
         self._counter = 0
-        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.clock: Callable[[], datetime] = clock.now
 
     # --- seed ------------------------------------------------------------------------------------
     def load(self, seed: dict[str, Any]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import xml.etree.ElementTree as ElementTree
 from typing import Any
 from xml.sax.saxutils import escape
@@ -18,6 +17,7 @@ from xml.sax.saxutils import escape
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
+from ps_integrations import clock
 from sandbox.core.faults import Fault
 from sandbox.core.standin import StandIn, json_response
 from sandbox.salesforce.models import SalesforceBackend, SalesforceError
@@ -114,7 +114,7 @@ class SalesforceStandIn(StandIn):
     def render_server_error(self, status: int) -> Response:
         if status == 503:
             return self._error(SalesforceError(503, "SERVER_UNAVAILABLE", "Server temporarily unavailable"))
-        error_id = f"{int(time.time() * 1000) % 10**9}-{status} (-1)"
+        error_id = f"{int(clock.now().timestamp() * 1000) % 10**9}-{status} (-1)"
         return self._error(
             SalesforceError(
                 status,
@@ -219,7 +219,7 @@ class SalesforceStandIn(StandIn):
                 "instance_url": self.base_url,
                 "id": f"{self.base_url}/id/{self.backend.org_id}/{user_id}",
                 "token_type": "Bearer",
-                "issued_at": str(int(time.time() * 1000)),
+                "issued_at": str(int(clock.now().timestamp() * 1000)),
                 "signature": "c2FuZGJveA==",
             }
         )

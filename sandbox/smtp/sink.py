@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from ps_integrations import clock
 
 
 def _parts(message: EmailMessage) -> dict[str, Any]:
@@ -48,7 +49,7 @@ class MessageStore:
             "rcpt_tos": list(rcpt_tos),
             "subject": str(message.get("Subject", "")),
             "headers": {key: str(value) for key, value in message.items()},
-            "received_at": datetime.now(UTC).isoformat(),
+            "received_at": clock.now().isoformat(),
             "raw": raw.decode("utf-8", errors="replace"),
             **_parts(message),
         }

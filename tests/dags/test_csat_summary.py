@@ -79,6 +79,7 @@ def table(name):
     return list(csv.DictReader(io.StringIO(text)))
 
 
+@pytest.mark.calendar
 def test_the_quarter_is_summarised_exported_and_mailed(dag, answered):
     from airflow.utils.state import DagRunState
 

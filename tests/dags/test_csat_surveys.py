@@ -13,12 +13,13 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import requests
 from sqlalchemy import create_engine
 
+from ps_integrations import clock
 from ps_integrations.state_store import StateStore
 
 pytestmark = pytest.mark.airflow
@@ -139,6 +140,7 @@ def links(mail) -> list[str]:
     return re.findall(r'href="([^"]+)"', mail["html"])
 
 
+@pytest.mark.calendar
 def test_a_closed_engagement_surveys_its_contacts_once(dag, csat):
     from airflow.utils.state import DagRunState
 
@@ -162,7 +164,7 @@ def test_a_closed_engagement_surveys_its_contacts_once(dag, csat):
     run(dag, **window_around(issue.closed_at))  # a re-run of the same window
     gitlab = csat.standin("gitlab").backend
     issue.state, issue.closed_at = "opened", None  # reopened ...
-    issue.state, issue.closed_at = "closed", datetime.now(UTC)  # ... and closed again
+    issue.state, issue.closed_at = "closed", clock.now()  # ... and closed again
     issue.updated_at = issue.closed_at
     run(dag, **window_around(issue.closed_at))
     surveys_sent = [mail for mail in csat.smtp.store.all() if not mail["subject"].startswith("Reminder: ")]
@@ -207,6 +209,7 @@ def test_the_throttle_window_spans_engagements(dag, csat):
     assert second.closed_at - first.closed_at > timedelta(days=90)
 
 
+@pytest.mark.calendar
 def test_one_reminder_and_none_after_an_answer_or_an_opt_out(dag, csat):
     from fastapi.testclient import TestClient  # noqa: F401 - the service runs for real below
 
@@ -275,7 +278,7 @@ def test_a_sigkill_between_send_and_record_is_not_resent_until_released(dag, csa
     log_file = (tmp_path / "crash.log").open("wb")
     conf = {**PARAMS, **window_around(issue.closed_at)}
     process = subprocess.Popen(
-        [airflow, "dags", "test", "ps_csat_surveys", "--conf", json.dumps(conf)],
+        [airflow, "dags", "test", "ps_csat_surveys", clock.now().isoformat(), "--conf", json.dumps(conf)],
         stdout=log_file,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from ps_integrations import clock
 from ps_integrations.domain.opportunity_sync import find_marker
 from ps_integrations.hooks.gitlab import GitLabHook
 from ps_integrations.hooks.salesforce import SalesforceHook
@@ -373,7 +374,15 @@ def test_crash_between_issue_created_and_state_saved_leaves_no_duplicate(dag, sy
     airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
     log_file = (tmp_path / "crash.log").open("wb")
     process = subprocess.Popen(
-        [airflow, "dags", "test", "ps_opportunity_sync", "--conf", json.dumps({**DEFAULTS, **SINCE})],
+        [
+            airflow,
+            "dags",
+            "test",
+            "ps_opportunity_sync",
+            clock.now().isoformat(),
+            "--conf",
+            json.dumps({**DEFAULTS, **SINCE}),
+        ],
         stdout=log_file,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -448,6 +457,7 @@ def test_runs_over_each_interval_give_the_same_end_state_as_one_run_over_the_ran
     assert len(per_interval) == 12
 
 
+@pytest.mark.calendar
 def test_a_change_that_leaves_the_modstamp_alone_is_picked_up_by_a_range_resync(dag, sync):
     run(dag, **SINCE)
     opportunity_id, issue = _opportunity(sync, 3)
@@ -456,7 +466,7 @@ def test_a_change_that_leaves_the_modstamp_alone_is_picked_up_by_a_range_resync(
     SalesforceHook().update_record(
         "Account", account_id, {"Name": "Renamed Holdings"}
     )  # the opportunity's stamp is unchanged
-    window_end = datetime.now(UTC)
+    window_end = clock.now()
 
     dag.test(
         logical_date=window_end.replace(second=0, microsecond=0) - timedelta(minutes=window_end.minute % 15),

@@ -16,7 +16,7 @@ from ps_integrations.exports import ExportStore
 from ps_integrations.hooks.gitlab import GitLabHook
 from ps_integrations.state_store import StateStore
 
-pytestmark = pytest.mark.airflow
+pytestmark = [pytest.mark.airflow, pytest.mark.calendar]
 
 NO_SELECTION = {"period": None, "period_start": None, "period_end": None}
 DATA_FILES = ("approved_hours.csv", "utilization.csv", "engagement_progress.csv", "findings.csv")

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Form, Request
@@ -31,6 +31,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ps_integrations import clock
 from ps_integrations.domain.csat import SCORES, TokenError, parse_score, read_token
 from ps_integrations.paths import INCLUDE_DIR
 
@@ -188,7 +189,7 @@ def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
         except ValueError as error:
             return message("Rating not accepted", f"{error}. Nothing was changed.", 400)
         text = comment.replace("\r\n", "\n").strip()[:MAX_COMMENT]
-        now = datetime.now(UTC).isoformat(timespec="seconds")
+        now = clock.now_iso()
         store.execute(
             "csat/service_respond", {"survey_id": survey["survey_id"], "score": value, "comment": text, "now": now}
         )
@@ -225,7 +226,7 @@ def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
             "csat/service_opt_out",
             {
                 "survey_id": survey["survey_id"],
-                "now": datetime.now(UTC).isoformat(timespec="seconds"),
+                "now": clock.now_iso(),
                 "source": "one-click" if one_click else "confirm-page",
             },
         )

@@ -14,6 +14,7 @@ from email.policy import SMTP as SMTP_POLICY
 from email.utils import formataddr, make_msgid
 from typing import Any
 
+from ps_integrations import clock
 from ps_integrations.domain.csat import ContactRole, choose_recipients, make_token, mask_email
 from ps_integrations.domain.gitlab_text import inline_markdown, plain_title
 from ps_integrations.domain.opportunity_sync import SALESFORCE_ID, find_marker
@@ -339,7 +340,7 @@ class CsatSurveys:
                     RecordFailure("SMTP", f"survey {survey['survey_id']}", f"{type(error).__name__}: {error}")
                 )
                 continue
-            self.store.execute("csat/mark_sent", {"survey_id": survey["survey_id"], "sent_at": _now()})
+            self.store.execute("csat/mark_sent", {"survey_id": survey["survey_id"], "sent_at": clock.now_iso()})
             log.info(
                 "Survey %s sent to %s (%s)", survey["survey_id"], mask_email(survey["email"]), survey["engagement_url"]
             )
@@ -364,7 +365,9 @@ class CsatSurveys:
                     )
                 )
                 continue
-            self.store.execute("csat/mark_reminder_sent", {"survey_id": survey["survey_id"], "sent_at": _now()})
+            self.store.execute(
+                "csat/mark_reminder_sent", {"survey_id": survey["survey_id"], "sent_at": clock.now_iso()}
+            )
             log.info("Reminder of survey %s sent to %s", survey["survey_id"], mask_email(survey["email"]))
             self.summary.add("reminders sent")
             self._audit(survey["survey_id"], "reminder sent", f"to {mask_email(survey['email'])}")
@@ -457,13 +460,9 @@ class CsatSurveys:
                 "record_id": record_id,
                 "action": action,
                 "detail": detail,
-                "recorded_at": _now(),
+                "recorded_at": clock.now_iso(),
             },
         )
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _parse_time(value: Any) -> datetime | None:

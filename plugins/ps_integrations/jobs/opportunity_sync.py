@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from ps_integrations import clock
 from ps_integrations.domain.opportunity_sync import (
     MARKER_PREFIX,
     Action,
@@ -77,10 +78,6 @@ class Window:
 
 def _soql_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def load_engagement_types(
@@ -409,7 +406,7 @@ class OpportunitySync:
             "quarantined": previous.get("quarantined", 0),
             "quarantine_reason": previous.get("quarantine_reason"),
             "last_run_id": self.run_id,
-            "updated_at": _now(),
+            "updated_at": clock.now_iso(),
         }
         if status == "creating":
             row["issue_iid"] = None
@@ -453,7 +450,7 @@ class OpportunitySync:
             "failure_count": int(previous.get("failure_count") or 0) + 1,
             "quarantined": previous.get("quarantined", 0),
             "last_run_id": self.run_id,
-            "updated_at": _now(),
+            "updated_at": clock.now_iso(),
         }
         self.store.execute("opportunity_sync/upsert_state", row)
         states[record_id] = row
@@ -492,7 +489,7 @@ class OpportunitySync:
                 "record_id": record_id,
                 "action": action,
                 "detail": detail,
-                "recorded_at": _now(),
+                "recorded_at": clock.now_iso(),
             },
         )
 
@@ -527,7 +524,7 @@ def apply_operator_requests(
                 "project": project,
                 "quarantined": 1,
                 "quarantine_reason": reason or "quarantined by an operator",
-                "updated_at": _now(),
+                "updated_at": clock.now_iso(),
             },
         )
         done.append(f"quarantined {record_id}")
@@ -539,7 +536,7 @@ def apply_operator_requests(
                 "project": project,
                 "quarantined": 0,
                 "quarantine_reason": None,
-                "updated_at": _now(),
+                "updated_at": clock.now_iso(),
             },
         )
         done.append(f"released {record_id}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from ps_integrations import clock
 from ps_integrations.domain.gitlab_text import inline_markdown
 from ps_integrations.domain.services_catalog import parse_services_yml
 from ps_integrations.domain.sku_reconciliation import (
@@ -252,7 +253,7 @@ class SkuReconciliation:
                     "counts_json": json.dumps(counts, sort_keys=True),
                     "export_folder": folder,
                     "run_id": self.run_id,
-                    "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "updated_at": clock.now_iso(),
                 },
                 connection,
             )
