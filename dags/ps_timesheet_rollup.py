@@ -29,7 +29,11 @@ report), `period_label_prefix`, `approval_labels`, `release_level` (2 = Head of 
 **Re-running and backfilling:** safe. Exported (period, engineer) pairs are locked in the state
 store and each export's files are kept there: a re-run or a backfill of a period with nothing new
 writes the same bytes; a late approval adds the engineer without touching what was exported; a
-later change to a locked timelog becomes a row of the next export's `adjustments.csv`. Trigger with
+later change to a locked timelog becomes a row of the next export's `adjustments.csv`, however old
+the period: locked periods inside `adjustment_lookback_weeks` are read in full every run; older ones
+are re-read when GitLab's timelog count or total for the period (a few aliased GraphQL count
+queries per run) moved since the last check. (A change that keeps both figures, such as a timelog
+moved to another issue, is found only inside the look-back.) Trigger with
 `period` (e.g. `2026-W44`) or `period_start`/`period_end` (dates) to rebuild chosen periods.
 """
 

@@ -7,11 +7,12 @@ import hashlib
 import io
 import json
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 import requests
 
+from ps_integrations.domain.timesheets import parse_period_key
 from ps_integrations.exports import ExportStore
 from ps_integrations.hooks.gitlab import GitLabHook
 from ps_integrations.state_store import StateStore
@@ -171,6 +172,34 @@ def test_a_change_to_a_locked_period_is_an_adjustment_in_the_next_export(dag, pr
     assert (adjustment["original_hours"], adjustment["new_hours"], adjustment["new_day"]) == ("", "1.00", "2026-09-30")
     assert "1 adjustment(s) to locked timelogs reported in timesheets/2026-W43/adjustments.csv" in last_summary()
     assert "1 adjustment(s)" in product_env.smtp.store.all()[-1]["html"]
+
+
+def test_an_edit_to_a_locked_period_older_than_the_look_back_is_still_an_adjustment(dag, product_env):
+    run(dag)
+    first_pages = graphql_pages()
+    # The run's interval ends Monday 2026-11-23 (pinned clock): the 8-week look-back starts 2026-09-28.
+    look_back_start = date(2026, 11, 23) - timedelta(weeks=8)
+    exported = ExportStore.from_variables().list_folder("timesheets")
+    old = [key for key in exported if parse_period_key(key).end <= look_back_start]
+    assert old, f"the seed should export periods before the look-back: {exported}"
+    period = parse_period_key(old[0])
+    engineer = read(f"timesheets/{period.key}", "approved_hours.csv")[0]["engineer"]
+
+    run(dag)  # nothing changed: no old period is read again, a handful of count queries only
+    assert "re-read" not in last_summary()
+    assert graphql_pages() < first_pages
+
+    add_timelog(product_env, engineer, 2 * 3600, datetime.combine(period.start, time(10), UTC))
+    run(dag)
+    assert "1 locked period(s) before the 8-week look-back re-read, their GitLab totals moved" in last_summary()
+    assert period.key in last_summary()
+    assert "1 adjustment(s) to locked periods wait for the next export" in last_summary()
+    [pending] = StateStore().fetch_all("timesheets/pending_adjustments")
+    assert (pending["period"], pending["engineer"], pending["change"]) == (period.key, engineer, "added")
+
+
+def graphql_pages() -> int:
+    return int(last_summary().split("GitLab GraphQL pages read: ")[1].split(";")[0])
 
 
 def test_business_time_zone_dates_entries_near_midnight_across_dst(dag, product_env, monkeypatch):

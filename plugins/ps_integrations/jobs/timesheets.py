@@ -98,19 +98,48 @@ class TimelogFinding:
     day: date
 
 
-def fetch_timelogs(gitlab: Any, group_path: str, start: date, end: date) -> list[dict[str, Any]]:
-    """Every timelog of the group logged on start..end (inclusive), one GraphQL page of 100 at a time.
+def _query_range(start: date, end: date) -> tuple[str, str]:
+    """The GraphQL date range for timelogs dated start..end in the business time zone: widened by a
+    day each side so dates near midnight are not lost; callers keep what falls in their period."""
+    return (start - timedelta(days=1)).isoformat(), (end + timedelta(days=1)).isoformat()
 
-    The range is widened by a day each side so business-time-zone dates near midnight are not lost;
-    callers keep the entries whose local date falls in their period.
-    """
+
+def fetch_timelogs(gitlab: Any, group_path: str, start: date, end: date) -> list[dict[str, Any]]:
+    """Every timelog of the group logged on start..end (inclusive), one GraphQL page of 100 at a time."""
     group = gitlab.client.groups.get(group_path)
-    variables = {
-        "group": f"gid://gitlab/Group/{group.id}",
-        "start": (start - timedelta(days=1)).isoformat(),
-        "end": (end + timedelta(days=1)).isoformat(),
-    }
+    first, last = _query_range(start, end)
+    variables = {"group": f"gid://gitlab/Group/{group.id}", "start": first, "end": last}
     return list(gitlab.graphql_nodes(TIMELOGS_QUERY, variables, ["timelogs"]))
+
+
+PERIOD_FIGURES_PER_QUERY = 20  # aliases per GraphQL request, well inside GitLab's query complexity limit
+
+
+def fetch_period_figures(gitlab: Any, group_path: str, periods: list[Period]) -> dict[str, tuple[int, int]]:
+    """GitLab's timelog ``count`` and ``totalSpentTime`` (seconds) per period, over the range that
+    ``fetch_timelogs`` reads for it: a cheap way to see which locked periods changed, without their nodes.
+
+    :return: period key -> (timelog count, total seconds); ``PERIOD_FIGURES_PER_QUERY`` periods a request.
+    """
+    if not periods:
+        return {}
+    group = gitlab.client.groups.get(group_path)
+    figures: dict[str, tuple[int, int]] = {}
+    for offset in range(0, len(periods), PERIOD_FIGURES_PER_QUERY):
+        batch = periods[offset : offset + PERIOD_FIGURES_PER_QUERY]
+        variables: dict[str, Any] = {"group": f"gid://gitlab/Group/{group.id}"}
+        declarations, fields = ["$group: GroupID!"], []
+        for index, period in enumerate(batch):
+            variables[f"start{index}"], variables[f"end{index}"] = _query_range(period.start, period.end)
+            declarations.append(f"$start{index}: Time!, $end{index}: Time!")
+            fields.append(
+                f"p{index}: timelogs(groupId: $group, startDate: $start{index}, endDate: $end{index}) "
+                "{ count totalSpentTime }"
+            )
+        data = gitlab.graphql_query(f"query({', '.join(declarations)}) {{ {' '.join(fields)} }}", variables)
+        for index, period in enumerate(batch):
+            figures[period.key] = (int(data[f"p{index}"]["count"]), int(data[f"p{index}"]["totalSpentTime"]))
+    return figures
 
 
 def _local_day_reader(business_timezone: str) -> Callable[[str], date]:
@@ -644,6 +673,23 @@ class ExportLedger:
             )
         return self.reported_in(reported_in) if reported_in else []
 
+    def period_figures(self) -> dict[str, tuple[int, int]]:
+        """period -> (timelog count, total seconds) GitLab reported when the period was last checked."""
+        return {
+            row["period"]: (int(row["timelog_count"]), int(row["total_seconds"]))
+            for row in self.store.fetch_all("timesheets/period_figures")
+        }
+
+    def record_period_figures(self, figures: dict[str, tuple[int, int]], now: datetime) -> None:
+        if figures:
+            self.store.execute(
+                "timesheets/record_period_figures",
+                [
+                    {"period": key, "timelog_count": count, "total_seconds": seconds, "checked_at": now.isoformat()}
+                    for key, (count, seconds) in sorted(figures.items())
+                ],
+            )
+
     def pending_adjustments(self) -> list[dict[str, Any]]:
         return self.store.fetch_all("timesheets/pending_adjustments")
 
@@ -831,8 +877,7 @@ class TimesheetRollup:
         if not targets:
             summary.note(f"no newly approved period ended by {until.isoformat()}: nothing to export")
         just_ended = period_of(until - timedelta(days=1), config.period_length)
-        lookback = until - timedelta(weeks=config.adjustment_lookback_weeks)
-        checked = [period for period in map(parse_period_key, locks) if period.end > lookback]
+        checked, figures = self._locked_periods_to_check(locks, targets, until)
         wanted = sorted({*targets, *checked, just_ended})
         entries_by_period: dict[str, list[Entry]] = defaultdict(list)
         findings_by_period: dict[str, list[TimelogFinding]] = defaultdict(list)
@@ -855,6 +900,7 @@ class TimesheetRollup:
             )
             if changes:
                 self.ledger.record_adjustments(period.key, changes, now)
+        self.ledger.record_period_figures(figures, now)
         for period in sorted({*targets, just_ended}):
             self._report_unapproved(period, entries_by_period[period.key], released, locks.get(period.key, {}))
 
@@ -975,6 +1021,28 @@ class TimesheetRollup:
     def _issue_of(released: dict[tuple[str, str], Any], engineer: str, period: Period) -> int | None:
         approval = released.get((engineer, period.key))
         return approval.issue_iid if approval is not None else None
+
+    def _locked_periods_to_check(
+        self, locks: dict[str, dict[str, int]], targets: list[Period], until: date
+    ) -> tuple[list[Period], dict[str, tuple[int, int]]]:
+        """Locked periods to read in full for changes: every one inside the look-back window, and
+        older ones whose timelog count or total in GitLab moved since they were last checked (or
+        that were never checked), so no edit to a locked period is lost, however old.
+
+        :return: those periods, and GitLab's figures of every locked or targeted period to record.
+        """
+        lookback = until - timedelta(weeks=self.config.adjustment_lookback_weeks)
+        locked = [parse_period_key(key) for key in sorted(locks)]
+        figures = fetch_period_figures(self.gitlab, self.config.group, sorted({*locked, *targets}))
+        known = self.ledger.period_figures()
+        recent = [period for period in locked if period.end > lookback]
+        moved = [p for p in locked if p.end <= lookback and known.get(p.key) != figures[p.key]]
+        if moved:
+            self.summary.note(
+                f"{len(moved)} locked period(s) before the {self.config.adjustment_lookback_weeks}-week look-back "
+                f"re-read, their GitLab totals moved or were never checked: {', '.join(p.key for p in moved)}"
+            )
+        return [*recent, *moved], figures
 
     def _title(self, period: Period) -> str:
         last_day = period.end - timedelta(days=1)

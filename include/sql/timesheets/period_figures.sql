@@ -1,0 +1,1 @@
+SELECT period, timelog_count, total_seconds FROM timesheet_period_figures
