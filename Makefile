@@ -12,20 +12,24 @@ CALENDAR_OFFSET ?= +455d
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt constraints.txt
+REQUIREMENTS := requirements.txt requirements-sandbox.txt requirements-dev.txt
+
+# The development set (product + sandbox + tests and checks), pinned by the one constraints file.
+$(STAMP): $(REQUIREMENTS) constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required: install Python 3.11 (or set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# Re-resolve requirements.txt from scratch and freeze the result as the project's constraints.
+# Re-resolve the development set (which includes the runtime and sandbox sets) from scratch and freeze
+# the result as the project's one constraints file.
 constraints:
 	rm -rf .venv-constraints
 	$(PYTHON) -m venv .venv-constraints
 	.venv-constraints/bin/pip install --quiet --upgrade pip
-	.venv-constraints/bin/pip install --quiet -r requirements.txt
+	.venv-constraints/bin/pip install --quiet -r requirements-dev.txt
 	.venv-constraints/bin/pip freeze --exclude-editable | sort > constraints.txt
 	rm -rf .venv-constraints
 

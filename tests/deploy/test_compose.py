@@ -125,3 +125,47 @@ def test_env_example_holds_placeholders_only():
         for password in re.findall(r'"password": "([^"]*)"|://[^:@/\s]*:([^@\s]*)@', value):
             assert "".join(password).startswith(("REPLACE_WITH", "...")), f".env.example: {key} holds a password"
     assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def _stage(name: str) -> str:
+    """The Dockerfile's lines from ``FROM ... AS name`` to the next ``FROM``."""
+    blocks = re.split(r"^(?=FROM )", DOCKERFILE, flags=re.MULTILINE)
+    [block] = [b for b in blocks if re.match(rf"FROM \S+ AS {name}\b", b)]
+    return block
+
+
+def _requirement_names(filename: str) -> set[str]:
+    names = set()
+    for line in (ROOT / filename).read_text().splitlines():
+        if line and line[0].isalpha():
+            names.add(re.split(r"[\[=<>]", line)[0].lower())
+    return names
+
+
+DEVELOPMENT_ONLY = {"pytest", "pytest-timeout", "selenium", "ruff", "mypy", "moto", "aiosmtpd", "trustme", "lark"}
+
+
+def test_the_production_image_carries_no_test_lint_or_sandbox_dependency():
+    runtime = _requirement_names("requirements.txt")
+    assert not runtime & DEVELOPMENT_ONLY
+    assert not {name for name in runtime if name.startswith("types-")}
+    assert (
+        _requirement_names("requirements-sandbox.txt") | _requirement_names("requirements-dev.txt") >= DEVELOPMENT_ONLY
+    )
+    production = _stage("runtime")
+    assert "requirements-sandbox" not in production and "requirements-dev" not in production
+    assert "sandbox/" not in production.replace("# ", "")
+    assert DOCKERFILE.rstrip().splitlines()[-1] == "FROM runtime"  # the default target is the product
+    assert "COPY --chown=airflow:root sandbox/ /opt/ps/sandbox/" in _stage("sandbox")
+    assert SERVICES["sandbox"]["build"]["target"] == "sandbox"
+    assert COMPOSE["x-airflow-common"]["build"]["target"] == "runtime"
+
+
+def test_one_constraints_file_pins_every_requirement_set():
+    pinned = {
+        line.split("==")[0].lower() for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line
+    }
+    for filename in ("requirements.txt", "requirements-sandbox.txt", "requirements-dev.txt"):
+        assert _requirement_names(filename) <= pinned, filename
+    assert "-r requirements.txt" in (ROOT / "requirements-sandbox.txt").read_text()
+    assert "-r requirements-sandbox.txt" in (ROOT / "requirements-dev.txt").read_text()
