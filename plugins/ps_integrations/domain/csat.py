@@ -254,6 +254,8 @@ class SurveyOutcome:
     score: int | None = None
     comment: str = ""
     responded_at: str = ""
+    engagement_name: str = ""  # as the customer knows it
+    followup_url: str = ""  # the GitLab follow-up issue of a low score
 
 
 def fiscal_quarter_key(day: date, start_month: int = 2) -> str:
@@ -261,6 +263,18 @@ def fiscal_quarter_key(day: date, start_month: int = 2) -> str:
     offset = (day.month - start_month) % 12
     year = day.year + (1 if start_month > 1 and day.month >= start_month else 0)
     return f"FY{year}-Q{offset // 3 + 1}"
+
+
+def fiscal_quarter_bounds(key: str, start_month: int = 2) -> tuple[date, date]:
+    """The first and last day of the fiscal quarter ``key`` (``FY2027-Q4`` with February starts:
+    2026-11-01 to 2027-01-31)."""
+    year, quarter = int(key[2:6]), int(key[-1])
+    first_year = year - (1 if start_month > 1 else 0)
+    month_index = start_month - 1 + (quarter - 1) * 3  # months since January of first_year
+    first = date(first_year + month_index // 12, month_index % 12 + 1, 1)
+    after_index = month_index + 3
+    after = date(first_year + after_index // 12, after_index % 12 + 1, 1)
+    return first, after - timedelta(days=1)
 
 
 def previous_quarters(key: str, count: int) -> list[str]:
