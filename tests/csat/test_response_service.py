@@ -284,3 +284,15 @@ def test_errors_show_no_stack_trace(store, monkeypatch, client):
     monkeypatch.setattr(store, "fetch_one", broken)
     response = client.get(f"/r/{RESPOND}")
     assert response.status_code == 500 and "hunter2" not in response.text and "Traceback" not in response.text
+
+
+def test_customers_still_answer_when_the_shared_limit_storage_is_down(store, caplog):
+    from fastapi.testclient import TestClient
+
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    client = TestClient(
+        create_app(store, ServiceSettings(SECRET, limits=LimitSettings(unreachable), secure_cookies=False))
+    )
+    assert answer(client, f"/r/{RESPOND}", "5").status_code == 200
+    assert responses(store)[0]["score"] == 5
+    assert "rate limits unavailable" in caplog.text

@@ -9,7 +9,10 @@ Configuration (environment):
   ``redis://:password@redis:6379/1`` shares them between every process of the service;
   ``memory://`` (the default) is right only for a single process;
 - ``PS_CSAT_HOST`` (127.0.0.1), ``PS_CSAT_PORT`` (8090), ``PS_CSAT_INSECURE_COOKIES`` (set to 1
-  only for plain-HTTP local runs).
+  only for plain-HTTP local runs);
+- ``FORWARDED_ALLOW_IPS`` (uvicorn's; 127.0.0.1): the address of the TLS proxy in front, whose
+  ``X-Forwarded-For`` names the client. The per-client rate limits need it: without it every
+  customer looks like the proxy.
 
 How long survey links work is not set here: each link carries its expiry, set by the survey job's
 ``token_days`` (``ps_csat_surveys_config``); unsubscribe links never expire.

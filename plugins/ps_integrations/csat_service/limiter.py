@@ -14,8 +14,11 @@ every process of the service (the deployment's Redis); ``memory://`` only for a 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
+log = logging.getLogger(__name__)
 NAMESPACE = "ps-csat"
 
 
@@ -43,15 +46,24 @@ class RequestLimits:
 
     def view(self, client: str) -> bool:
         """Count a page view of ``client``; False when its views are spent."""
-        return bool(self.limiter.hit(self.views, NAMESPACE, "view", client))
+        return self._hit(self.views, "view", client)
 
     def failure(self, client: str) -> bool:
         """Count a refused POST of ``client``; False when it has refused POSTs to spare no more."""
-        return bool(self.limiter.hit(self.failures, NAMESPACE, "failure", client))
+        return self._hit(self.failures, "failure", client)
 
     def answer(self, survey_id: str) -> bool:
         """Count an accepted POST for ``survey_id``; False when the survey is being flooded."""
-        return bool(self.limiter.hit(self.answers, NAMESPACE, "answer", survey_id))
+        return self._hit(self.answers, "answer", survey_id)
+
+    def _hit(self, item: Any, kind: str, key: str) -> bool:
+        # When the shared storage (Redis) is down, customers can still answer: the limits protect
+        # the service, they must not take it down with them.
+        try:
+            return bool(self.limiter.hit(item, NAMESPACE, kind, key))
+        except Exception as error:  # any storage failure
+            log.warning("CSAT rate limits unavailable (%s): request allowed", type(error).__name__)
+            return True
 
     def reset(self) -> None:
         self.storage.reset()

@@ -186,6 +186,7 @@ def extremes(tables: dict[str, list[tuple[str, CsatFigures]]]) -> tuple[str, str
 
 
 TABLE = "border-collapse:collapse;font-size:13px;margin:4px 0 12px"
+BREAKDOWN_ROWS = 12  # the report shows the values with the most answers; the CSV has every value
 CELL = "padding:4px 10px;border-bottom:1px solid #e4e0f0"
 HEAD = "padding:4px 10px;border-bottom:2px solid #6b4fbb;text-align:left;color:#4b2e9e"
 
@@ -209,8 +210,10 @@ def summary_html(
     esc = html.escape
     low_scores = low_scores or []
 
-    def table(title: str, rows: list[tuple[str, CsatFigures]], sort: bool = True) -> str:
+    def table(title: str, rows: list[tuple[str, CsatFigures]], sort: bool = True, limit: int | None = None) -> str:
         ordered = sorted(rows, key=lambda row: (-row[1].responses, row[0])) if sort else rows
+        more = ordered[limit:] if limit is not None else []
+        ordered = ordered[:limit] if limit is not None else ordered
         body = (
             "".join(
                 f"<tr><td style='{CELL}'>{esc(value)}</td><td style='{CELL};text-align:right'>{_pct(figures)}</td>"
@@ -221,6 +224,12 @@ def summary_html(
             )
             or f"<tr><td colspan='4' style='{CELL}'>No surveys</td></tr>"
         )
+        if more:
+            answered = sum(figures.responses for _, figures in more)
+            body += (
+                f"<tr><td colspan='4' style='{CELL};color:#777'>and {len(more)} more with {answered} answer(s) "
+                "in all: every value is in csat_by_dimension.csv</td></tr>"
+            )
         return (
             f"<h3 style='margin:18px 0 4px'>{esc(title)}</h3><table style='{TABLE}'>"
             f"<tr><th style='{HEAD}'>{esc(title)}</th><th style='{HEAD}'>CSAT</th>"
@@ -288,7 +297,7 @@ def summary_html(
         f"<ul style='margin:6px 0 14px;padding-left:20px;line-height:1.5'>{key_points}</ul>"
         f"<img src='{image_src}' alt='CSAT by fiscal quarter' width='800' height='360'>"
         + table("Fiscal quarter (trend)", trend, sort=False)
-        + "".join(table(title, tables[name]) for name, title in DIMENSIONS)
+        + "".join(table(title, tables[name], limit=BREAKDOWN_ROWS) for name, title in DIMENSIONS)
         + "<h3 style='margin:18px 0 4px'>Low scores and their follow-up issues</h3>"
         f"<table style='{TABLE}'><tr><th style='{HEAD}'>Answered</th><th style='{HEAD}'>Score</th>"
         f"<th style='{HEAD}'>Engagement</th><th style='{HEAD}'>Project manager</th>"
