@@ -282,6 +282,14 @@ def mirror_exports(sandbox_info: dict[str, Any]) -> Path:
     return target
 
 
+def run_summary_line(api: AirflowApi, dag_id: str, run: dict[str, Any]) -> str:
+    path = f"/dags/{dag_id}/dagRuns/{run['run_id']}/taskInstances/summarize/xcomEntries/return_value"
+    try:
+        return f"{run['state']}: {api.call('GET', path)['value']}"
+    except requests.HTTPError:
+        return str(run["state"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keep", action="store_true", help="leave the sandbox and Airflow running")
@@ -365,10 +373,10 @@ def main() -> int:
         mails, answered = answer_surveys(info)
         log(f"CSAT: customers answered {answered} of {mails} survey mails through the response service")
         # the survey job again: follow-up issues for today's low scores (the summary links them)
-        first_survey_run = runs.pop("ps_csat_surveys", None)
-        runs.update(run_all(api, ["ps_csat_surveys"], args.timeout))
-        if first_survey_run is not None and first_survey_run["state"] != "success":
-            runs["ps_csat_surveys"]["state"] = first_survey_run["state"]
+        again = run_all(api, ["ps_csat_surveys"], args.timeout)["ps_csat_surveys"]
+        log(f"CSAT: the survey job again, for today's answers: {run_summary_line(api, 'ps_csat_surveys', again)}")
+        if again["state"] != "success" and "ps_csat_surveys" in runs:
+            runs["ps_csat_surveys"]["state"] = again["state"]  # counts for the exit code
         runs.update(run_all(api, [dag_id for dag_id in ids if dag_id in RUN_LAST], args.timeout))
         summarize(api, runs)
         exports = mirror_exports(info)
