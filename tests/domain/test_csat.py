@@ -133,6 +133,7 @@ def test_unsubscribe_links_never_expire_and_old_rating_links_keep_their_60_days(
         ("", "Acme Corp", "GitLab Migration Services", "Migration", "Acme Corp - GitLab Migration Services"),
         ("", "Acme Corp", "", "Training", "Acme Corp - Training"),
         ("", "", "", "", "Professional Services"),
+        ("x" * 500, "Acme", "", "", "x" * 119 + "…"),  # a long text field: the name is the subject
     ],
 )
 def test_the_customer_facing_engagement_name(configured, account, offering, kind, expected):

@@ -113,14 +113,19 @@ def skip_category(reason: str) -> str:
     return SKIP_CATEGORIES.get(reason, reason)
 
 
+ENGAGEMENT_NAME_LIMIT = 120  # it is the mail's subject
+
+
 def engagement_name(configured: str, account: str, offering: str, engagement_type: str) -> str:
     """The name a customer knows the engagement by: the configured field when filled, else
     ``<account> - <offering>`` (the deal's main product, else the engagement type)."""
     if configured.strip():
-        return " ".join(configured.split())
-    account = " ".join(account.split())
-    offering = " ".join((offering or engagement_type or "Professional Services").split())
-    return f"{account} - {offering}" if account else offering
+        name = " ".join(configured.split())
+    else:
+        account = " ".join(account.split())
+        offering = " ".join((offering or engagement_type or "Professional Services").split())
+        name = f"{account} - {offering}" if account else offering
+    return name if len(name) <= ENGAGEMENT_NAME_LIMIT else name[: ENGAGEMENT_NAME_LIMIT - 1].rstrip() + "…"
 
 
 _TITLE_SIGIL = re.compile(r"(?<![A-Za-z0-9])[@#!~%&$]+")

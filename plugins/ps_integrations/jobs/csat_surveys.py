@@ -417,9 +417,15 @@ class CsatSurveys:
         if engagement.project_manager_id is None:
             return self.config.ps_mailbox
         if engagement.project_manager_id not in self._pm_emails:
-            user = self.gitlab.client.users.get(engagement.project_manager_id)
-            public = str(getattr(user, "public_email", "") or "").strip()
-            name = str(getattr(user, "name", "") or "")
+            from gitlab.exceptions import GitlabError
+
+            try:
+                user = self.gitlab.client.users.get(engagement.project_manager_id)
+            except GitlabError as error:  # e.g. the PM's account was removed: the PS mailbox answers
+                log.warning("Project manager %s not readable in GitLab: %s", engagement.project_manager, error)
+                user = None
+            public = " ".join(str(getattr(user, "public_email", "") or "").split())
+            name = " ".join(str(getattr(user, "name", "") or "").split())
             self._pm_emails[engagement.project_manager_id] = formataddr((name, public)) if "@" in public else ""
         return self._pm_emails[engagement.project_manager_id] or self.config.ps_mailbox
 
