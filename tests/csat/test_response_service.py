@@ -296,3 +296,15 @@ def test_customers_still_answer_when_the_shared_limit_storage_is_down(store, cap
     assert answer(client, f"/r/{RESPOND}", "5").status_code == 200
     assert responses(store)[0]["score"] == 5
     assert "rate limits unavailable" in caplog.text
+
+
+def test_links_signed_before_a_secret_rotation_keep_working(store):
+    from fastapi.testclient import TestClient
+
+    rotated = ServiceSettings("the-new-secret", earlier_secrets=(SECRET,), secure_cookies=False)
+    client = TestClient(create_app(store, rotated))
+    assert answer(client, f"/r/{RESPOND}", "4").status_code == 200  # a mail sent before the rotation
+    assert client.post(f"/u/{UNSUBSCRIBE}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert responses(store)[0]["score"] == 4 and len(optouts(store)) == 1
+    forged = make_token("someone-elses-secret", SURVEY, "unsubscribe")
+    assert client.post(f"/u/{forged}", data={"List-Unsubscribe": "One-Click"}).status_code == 404

@@ -5,6 +5,8 @@ Configuration (environment):
 - ``PS_CSAT_DATABASE_URL``: SQLAlchemy URL of the state database (a role limited to ``csat_*``);
 - ``PS_CSAT_SECRET_KEY`` or ``PS_CSAT_SECRET_KEY_FILE``: the token signing secret, the same as the
   password of the Airflow connection ``ps_csat``;
+- ``PS_CSAT_EARLIER_SECRET_KEYS`` (comma-separated, optional): secrets used before a rotation; links
+  signed with them keep working (unsubscribe links never expire), only the current one signs;
 - ``PS_CSAT_RATE_LIMIT_STORAGE``: where the rate-limit counters live, a ``limits`` storage URI:
   ``redis://:password@redis:6379/1`` shares them between every process of the service;
   ``memory://`` (the default) is right only for a single process;
@@ -47,8 +49,10 @@ def settings_from_environment() -> tuple[str, ServiceSettings]:
     storage = os.environ.get("PS_CSAT_RATE_LIMIT_STORAGE") or "memory://"
     if storage.startswith("memory://"):
         log.warning("rate limits are kept in this process only (PS_CSAT_RATE_LIMIT_STORAGE=memory://)")
+    earlier = tuple(key.strip() for key in os.environ.get("PS_CSAT_EARLIER_SECRET_KEYS", "").split(",") if key.strip())
     settings = ServiceSettings(
         secret=str(secret),
+        earlier_secrets=earlier,
         limits=LimitSettings(storage_uri=storage),
         secure_cookies=os.environ.get("PS_CSAT_INSECURE_COOKIES") != "1",
     )

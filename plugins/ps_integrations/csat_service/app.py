@@ -49,6 +49,8 @@ SECURITY_HEADERS = {
 @dataclass(frozen=True)
 class ServiceSettings:
     secret: str = field(repr=False)
+    # secrets links were signed with before a rotation: still accepted, never used to sign
+    earlier_secrets: tuple[str, ...] = field(default=(), repr=False)
     limits: LimitSettings = field(default_factory=LimitSettings)
     secure_cookies: bool = True
 
@@ -106,7 +108,7 @@ def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
 
     def survey_of(token: str, purpose: str) -> dict[str, Any] | None:
         try:
-            survey_id = read_token(settings.secret, token, clock.now(), purpose)
+            survey_id = read_token([*settings.earlier_secrets, settings.secret], token, clock.now(), purpose)
         except TokenError:
             return None
         return store.fetch_one("csat/service_survey", {"survey_id": survey_id})

@@ -185,15 +185,18 @@ def token_expiry(data: Mapping[str, Any], issued: datetime) -> datetime:
     return issued + timedelta(days=LEGACY_TOKEN_DAYS)
 
 
-def read_token(secret: str, token: str, now: datetime, purpose: str = "respond") -> str:
+def read_token(secret: str | Sequence[str], token: str, now: datetime, purpose: str = "respond") -> str:
     """The survey id of a valid token; :class:`TokenError` otherwise (never says which check failed).
 
     Unsubscribe tokens never expire: a one-click unsubscribe that answers "expired" breaks RFC 8058.
+    ``secret`` may list earlier secrets too (oldest first, the current one last), so links of mails
+    sent before a secret rotation keep working.
     """
     from itsdangerous import BadSignature, URLSafeTimedSerializer
 
     try:
-        data, issued = URLSafeTimedSerializer(secret, salt=TOKEN_SALT).loads(token, return_timestamp=True)
+        keys = [secret] if isinstance(secret, str) else list(secret)
+        data, issued = URLSafeTimedSerializer(keys, salt=TOKEN_SALT).loads(token, return_timestamp=True)
     except BadSignature as error:
         raise TokenError("invalid or expired survey link") from error
     if not isinstance(data, dict) or data.get("p") != purpose or not isinstance(data.get("s"), str):
