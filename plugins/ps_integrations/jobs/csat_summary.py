@@ -157,11 +157,14 @@ def _pct(figures: CsatFigures) -> str:
 
 def change_text(current: CsatFigures, previous: CsatFigures, previous_key: str) -> str:
     """``up 3.1 points on FY2027-Q3 (85.1%, n=75)``; plain words when either side has no answers."""
-    if current.csat_pct is None or previous.csat_pct is None:
-        return f"no comparison with {previous_key} ({_pct(previous)})"
+    if previous.csat_pct is None:
+        return f"no answers in {previous_key} to compare with"
+    if current.csat_pct is None:
+        return f"{previous_key} had {previous.csat_pct:.1f}% (n={previous.responses})"
     delta = round(current.csat_pct - previous.csat_pct, 1)
     direction = "level with" if delta == 0 else f"{'up' if delta > 0 else 'down'} {abs(delta):.1f} points on"
-    return f"{direction} {previous_key} ({_pct(previous)})"
+    few = ", few responses" if previous.responses < LOW_RESPONSE_COUNT else ""
+    return f"{direction} {previous_key} ({previous.csat_pct:.1f}%, n={previous.responses}{few})"
 
 
 def headline(period: str, overall: CsatFigures, trend: list[tuple[str, CsatFigures]]) -> str:
