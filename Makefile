@@ -55,7 +55,7 @@ test: prerequisites lint typecheck
 
 # Debian packages the tests need (installed when missing and root; see scripts/prerequisites.sh).
 prerequisites:
-	scripts/prerequisites.sh postgresql chromium chromium-driver faketime
+	scripts/prerequisites.sh postgresql chromium chromium-driver faketime redis-server
 
 demo: venv
 	$(BIN)/python scripts/demo.py $(if $(filter 1 yes true,$(KEEP)),--keep,)

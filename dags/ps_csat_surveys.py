@@ -20,9 +20,13 @@ e-mail addresses appear masked in logs; comments never do.
 (host: the response service's public URL; password: the token signing secret shared with it).
 
 **Variables:** `ps_csat_surveys_config` (JSON, all optional): `engagements_project`,
-`contact_roles`, `throttle_days` (90), `reminder_days` (5), `token_days` (60), `environment`,
-`allow_list` (addresses or domains), `legal_footer`, `sender`, `followup_project`,
-`followup_labels`, `engagement_types`.
+`contact_roles`, `throttle_days` (90), `reminder_days` (5), `token_days` (60: how long rating links
+work, the one link-lifetime setting; unsubscribe links never expire), `environment`, `allow_list`
+(addresses or domains), `legal_footer`, `sender` (the `Message-ID` uses its domain), `company_name`
+(named on the landing pages), `reply_to` (`project_manager`: the PM's public GitLab e-mail, else
+`ps_mailbox`; or an address), `ps_mailbox`, `engagement_name_field` (the Opportunity field with the
+customer-facing engagement name; empty: "account - main product"), `followup_project`,
+`followup_labels`, `engagement_types`. The run summary counts skipped contacts per reason.
 
 **Re-running and backfilling:** safe. Closes are read by the data interval and the throttle and
 reminder windows are measured from it, so a backfill decides like the original run; surveys,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -23,9 +22,12 @@ from typing import Any
 
 import requests
 
+from ps_integrations import clock
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / ".demo"
 VENV_BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))  # the sandbox package (its CSAT history model)
 
 # Conf for the demo's manual runs: each DAG shows its whole seeded history, not one interval.
 DEMO_RUN_CONF: dict[str, dict[str, Any]] = {
@@ -122,7 +124,8 @@ class AirflowApi:
         self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.session.request(method, f"{self.base_url}/api/v2{path}", timeout=30, **kwargs)
+        # generous: on a loaded machine the standalone API server can stall for half a minute
+        response = self.session.request(method, f"{self.base_url}/api/v2{path}", timeout=120, **kwargs)
         response.raise_for_status()
         return response.json() if response.content else None
 
@@ -204,29 +207,43 @@ def run_all(api: AirflowApi, ids: list[str], timeout: float) -> dict[str, dict[s
 RUN_LAST = ("ps_csat_summary",)
 
 
-def answer_surveys(sandbox_info: dict[str, Any], csat_url: str) -> int:
-    """Play the customers: open each survey mail's rating link and submit it, as a browser would."""
+# --- CSAT: two years of history, the current surveys answered through the real response service -------
+CSAT_HISTORY_END = clock.now()  # the history ends now: the current quarter has its closes and answers
+
+
+def csat_seed() -> Path:
+    """The sandbox's default seed plus the CSAT section: the last 14 days' closed engagements in
+    GitLab and Salesforce (sandbox/seeds/csat.py), for ps_csat_surveys to survey for real."""
+    from sandbox.seeds import load_seed_file
+
+    seed = {**load_seed_file(), "csat": {"end": CSAT_HISTORY_END.isoformat()}}
+    path = DEMO_DIR / "sandbox-seed.json"
+    path.write_text(json.dumps(seed), encoding="utf-8")
+    return path
+
+
+def seed_csat_history(sandbox_info: dict[str, Any]) -> int:
+    """Everything that closed before the last 14 days, as earlier survey runs and answers left it."""
+    from sqlalchemy import create_engine
+
+    from ps_integrations.state_store import StateStore
+    from sandbox.seeds import csat
+
+    store = StateStore(engine=create_engine(f"sqlite:///{DEMO_DIR / 'state.db'}"))
+    surveys = csat.history(CSAT_HISTORY_END)
+    return csat.write_history(store, surveys, sandbox_info["systems"]["gitlab"])
+
+
+def answer_surveys(sandbox_info: dict[str, Any]) -> tuple[int, int]:
+    """Play the customers of the survey mails: a mail scanner prefetches every link, then about four
+    in ten contacts open their rating link and send the form. Returns (mails, answers)."""
+    from sandbox.seeds import csat
+
     messages = requests.get(f"{sandbox_info['admin']}/smtp/messages", timeout=10).json()
     if isinstance(messages, dict):
         messages = messages.get("messages", [])
     surveys = [mail for mail in messages if str(mail.get("subject", "")).startswith("How did we do")]
-    answers = [(5, "Great team, on time."), (4, ""), (2, "Handover notes were thin."), (5, ""), (3, "OK.")]
-    for number, mail in enumerate(surveys):
-        score, comment = answers[number % len(answers)]
-        link = re.search(rf'href="([^"]+score={score})"', mail.get("html") or "")
-        if not link:
-            continue
-        session = requests.Session()
-        form = session.get(link.group(1), timeout=10)
-        token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', form.text)
-        action = re.search(r'action="([^"]+)"', form.text)
-        if token and action:
-            session.post(
-                csat_url + action.group(1),
-                data={"score": str(score), "comment": comment, "csrf_token": token.group(1)},
-                timeout=10,
-            )
-    return len(surveys)
+    return len(surveys), len(csat.answer_mails(surveys, CSAT_HISTORY_END))
 
 
 def summarize(api: AirflowApi, runs: dict[str, dict[str, Any]]) -> None:
@@ -265,6 +282,14 @@ def mirror_exports(sandbox_info: dict[str, Any]) -> Path:
     return target
 
 
+def run_summary_line(api: AirflowApi, dag_id: str, run: dict[str, Any]) -> str:
+    path = f"/dags/{dag_id}/dagRuns/{run['run_id']}/taskInstances/summarize/xcomEntries/return_value"
+    try:
+        return f"{run['state']}: {api.call('GET', path)['value']}"
+    except requests.HTTPError:
+        return str(run["state"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keep", action="store_true", help="leave the sandbox and Airflow running")
@@ -291,6 +316,8 @@ def main() -> int:
                 str(DEMO_DIR / "sandbox"),
                 "--ports",
                 "admin=0",
+                "--seed",
+                str(csat_seed()),
             ],
             sandbox_log,
             dict(os.environ),
@@ -303,6 +330,7 @@ def main() -> int:
             sandbox_process,
             sandbox_log,
         )
+        log(f"CSAT: {seed_csat_history(info)} surveys of the last two years recorded in the state DB")
         csat_port = free_port(8090)
         log(f"starting the CSAT response service on port {csat_port}")
         csat_process = start(
@@ -342,8 +370,13 @@ def main() -> int:
             airflow_log,
         )
         runs = run_all(api, [dag_id for dag_id in ids if dag_id not in RUN_LAST], args.timeout)
-        answered = answer_surveys(info, f"http://localhost:{csat_port}")
-        log(f"answered {answered} CSAT survey(s) through the response service, as customers would")
+        mails, answered = answer_surveys(info)
+        log(f"CSAT: customers answered {answered} of {mails} survey mails through the response service")
+        # the survey job again: follow-up issues for today's low scores (the summary links them)
+        again = run_all(api, ["ps_csat_surveys"], args.timeout)["ps_csat_surveys"]
+        log(f"CSAT: the survey job again, for today's answers: {run_summary_line(api, 'ps_csat_surveys', again)}")
+        if again["state"] != "success" and "ps_csat_surveys" in runs:
+            runs["ps_csat_surveys"]["state"] = again["state"]  # counts for the exit code
         runs.update(run_all(api, [dag_id for dag_id in ids if dag_id in RUN_LAST], args.timeout))
         summarize(api, runs)
         exports = mirror_exports(info)

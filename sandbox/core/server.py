@@ -118,6 +118,10 @@ class SandboxServer:
             standin.clear_call_counts()
         self.smtp.load_seed(self.seed.get("smtp", {}))
         self.s3.load_seed(self.seed.get("s3", {}))
+        if self.seed.get("csat") is not None:  # spans GitLab and Salesforce: after their own sections
+            from sandbox.seeds import csat
+
+            csat.apply(self, copy.deepcopy(self.seed["csat"] or {}))
 
     def reset(self) -> None:
         self.load_seed(self.seed)

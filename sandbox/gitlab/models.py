@@ -66,6 +66,7 @@ class User:
     role: str | None = None
     job_title: str = ""
     bot: bool = False
+    public_email: str = ""  # the profile's public e-mail ("" when the user shows none)
 
 
 @dataclass

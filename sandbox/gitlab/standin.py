@@ -434,7 +434,8 @@ class GitLabStandIn(StandIn):
             user = self.backend.users.get(user_id)
             if user is None:
                 raise GitLabError(404, "404 User Not Found")
-            return json_response(self._user_json(user))
+            # the single-user endpoint also shows the profile's public e-mail (GitLab's Users API)
+            return json_response({**self._user_json(user), "public_email": user.public_email or None})
 
         return self._handle(request, action)
 

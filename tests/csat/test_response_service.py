@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
+import shutil
+import socket
+import subprocess
+import time
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import create_engine
 
+from ps_integrations import clock
 from ps_integrations.csat_service.app import ServiceSettings, create_app
+from ps_integrations.csat_service.limiter import LimitSettings
 from ps_integrations.domain.csat import make_token
 from ps_integrations.state_store import StateStore
 
@@ -38,6 +44,9 @@ def store(tmp_path):
             "email": "jane@acme.example.com",
             "window_at": "2026-11-20T11:00:00+00:00",
             "run_id": "test",
+            "engagement_name": "Acme <b>Corp</b> - Migration Services",
+            "company": "GitLab",
+            "reply_to": "professional-services@example.com",
         },
     )
     return store
@@ -47,7 +56,7 @@ def store(tmp_path):
 def client(store):
     from fastapi.testclient import TestClient
 
-    app = create_app(store, ServiceSettings(SECRET, per_token_per_minute=1000, secure_cookies=False))
+    app = create_app(store, ServiceSettings(SECRET, secure_cookies=False))
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -65,8 +74,18 @@ def form_token(html: str) -> str:
     return re.search(r'name="csrf_token" value="([0-9a-f]+)"', html).group(1)
 
 
-RESPOND = make_token(SECRET, SURVEY, "respond")
+RESPOND = make_token(SECRET, SURVEY, "respond", clock.now() + timedelta(days=60))
 UNSUBSCRIBE = make_token(SECRET, SURVEY, "unsubscribe")
+
+
+def answer(client, url: str, score: str, comment: str = "", page=None):
+    """Open the form (unless given) and send it, as the customer's browser does."""
+    page = page if page is not None else client.get(url)
+    return client.post(url, data={"score": score, "comment": comment, **hidden_fields(page.text)})
+
+
+def hidden_fields(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)"', html))
 
 
 def test_get_only_shows_the_form_and_records_nothing(client, store):
@@ -77,23 +96,20 @@ def test_get_only_shows_the_form_and_records_nothing(client, store):
     assert page.status_code == 200 and "Unsubscribe" in page.text
     assert [row["score"] for row in responses(store)] == [None]
     assert optouts(store) == []
-    assert "Acme &lt;b&gt;Corp&lt;/b&gt;" in client.get(f"/r/{RESPOND}").text
+    assert "Acme &lt;b&gt;Corp&lt;/b&gt; - Migration Services" in client.get(f"/r/{RESPOND}").text
     assert page.headers["X-Frame-Options"] == "DENY" and "default-src 'none'" in page.headers["Content-Security-Policy"]
 
 
 def test_submit_records_the_score_and_a_second_answer_replaces_it(client, store):
     page = client.get(f"/r/{RESPOND}?score=2")
-    thanks = client.post(
-        f"/r/{RESPOND}",
-        data={"score": "2", "comment": "<script>alert(1)</script> slow", "csrf_token": form_token(page.text)},
-    )
+    thanks = answer(client, f"/r/{RESPOND}", "2", "<script>alert(1)</script> slow", page)
     assert thanks.status_code == 200 and "<script>alert(1)" not in thanks.text and "&lt;script&gt;" in thanks.text
     [row] = responses(store)
     assert (row["score"], row["comment"]) == (2, "<script>alert(1)</script> slow")
 
     page = client.get(f"/r/{RESPOND}")
     assert "You already answered" in page.text
-    client.post(f"/r/{RESPOND}", data={"score": "4", "comment": "better now", "csrf_token": form_token(page.text)})
+    answer(client, f"/r/{RESPOND}", "4", "better now", page)
     [row] = responses(store)
     assert (row["score"], row["comment"]) == (4, "better now")
 
@@ -101,7 +117,7 @@ def test_submit_records_the_score_and_a_second_answer_replaces_it(client, store)
 @pytest.mark.parametrize("score", ["0", "6", "abc", ""])
 def test_scores_outside_one_to_five_are_refused(client, store, score):
     page = client.get(f"/r/{RESPOND}")
-    refused = client.post(f"/r/{RESPOND}", data={"score": score, "csrf_token": form_token(page.text)})
+    refused = client.post(f"/r/{RESPOND}", data={"score": score, **hidden_fields(page.text)})
     assert refused.status_code == 400 and "Nothing was changed" in refused.text
     assert [row["score"] for row in responses(store)] == [None]
 
@@ -114,7 +130,7 @@ def test_forms_need_the_csrf_token_of_their_cookie(client, store):
 
     stranger = TestClient(client.app)  # a cross-site POST carries no cookie
     page = client.get(f"/r/{RESPOND}")
-    assert stranger.post(f"/r/{RESPOND}", data={"score": "5", "csrf_token": form_token(page.text)}).status_code == 403
+    assert stranger.post(f"/r/{RESPOND}", data={"score": "5", **hidden_fields(page.text)}).status_code == 403
     assert client.post(f"/u/{UNSUBSCRIBE}", data={"csrf_token": "0" * 64}).status_code == 403
     assert [row["score"] for row in responses(store)] == [None] and optouts(store) == []
 
@@ -124,7 +140,7 @@ def test_forms_need_the_csrf_token_of_their_cookie(client, store):
     [
         make_token("someone-elses-secret", SURVEY, "respond"),  # forged
         make_token(SECRET, SURVEY, "unsubscribe"),  # an unsubscribe token used to answer
-        make_token(SECRET, "f" * 32, "respond"),  # a valid signature for an unknown survey
+        make_token(SECRET, "f" * 32, "respond", clock.now() + timedelta(days=1)),  # an unknown survey
         RESPOND[:-3] + "xyz",  # tampered
         "not-a-token",
     ],
@@ -136,11 +152,13 @@ def test_bad_tokens_get_a_plain_page_and_change_nothing(client, store, token):
     assert [row["score"] for row in responses(store)] == [None]
 
 
-def test_expired_tokens_are_refused(store):
-    from fastapi.testclient import TestClient
-
-    app = create_app(store, ServiceSettings(SECRET, token_max_age=timedelta(seconds=-1), secure_cookies=False))
-    assert TestClient(app).get(f"/r/{RESPOND}").status_code == 404
+def test_expired_rating_links_are_refused_and_unsubscribe_links_never_expire(client, store, monkeypatch):
+    expired = make_token(SECRET, SURVEY, "respond", clock.now() - timedelta(seconds=1))
+    assert client.get(f"/r/{expired}").status_code == 404
+    monkeypatch.setenv(clock.PIN_VARIABLE, clock.pin_value(clock.now() + timedelta(days=61)))  # two months on
+    assert client.get(f"/r/{RESPOND}").status_code == 404
+    assert client.post(f"/u/{UNSUBSCRIBE}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert [row["email"] for row in optouts(store)] == ["jane@acme.example.com"]
 
 
 def test_one_click_unsubscribe_and_the_confirm_page(client, store):
@@ -152,13 +170,111 @@ def test_one_click_unsubscribe_and_the_confirm_page(client, store):
     assert len(optouts(store)) == 1
 
 
-def test_rate_limited_per_token(store):
+def test_a_scanner_spending_every_page_view_cannot_keep_the_customer_from_answering(store):
+    """A mail scanner on its own address fetches the links until its views are spent; the customer
+    opens the mail a moment later and answers."""
     from fastapi.testclient import TestClient
 
-    app = create_app(store, ServiceSettings(SECRET, per_token_per_minute=3, secure_cookies=False))
-    client = TestClient(app)
-    codes = [client.get(f"/r/{RESPOND}").status_code for _ in range(5)]
-    assert codes == [200, 200, 200, 429, 429]
+    app = create_app(store, ServiceSettings(SECRET, secure_cookies=False))
+    scanner = TestClient(app, client=("203.0.113.7", 40000))
+    codes = [scanner.get(f"/r/{RESPOND}?score={n % 5 + 1}").status_code for n in range(130)]
+    assert codes[:120] == [200] * 120 and set(codes[120:]) == {429}  # 120 views a minute per address
+
+    customer = TestClient(app, client=("198.51.100.20", 50000))
+    assert answer(customer, f"/r/{RESPOND}?score=5", "5").status_code == 200
+    [row] = responses(store)
+    assert row["score"] == 5
+
+
+def test_refused_posts_are_limited_per_client_and_a_valid_pair_still_answers(store):
+    from fastapi.testclient import TestClient
+
+    app = create_app(store, ServiceSettings(SECRET, secure_cookies=False))
+    client = TestClient(app, client=("203.0.113.9", 40000))
+    page = client.get(f"/r/{RESPOND}")
+    guesses = [client.post(f"/r/{RESPOND}", data={"score": "1", "csrf_token": "0" * 64}).status_code for _ in range(25)]
+    assert guesses[:20] == [403] * 20 and set(guesses[20:]) == {429}
+    assert answer(client, f"/r/{RESPOND}", "4", page=page).status_code == 200  # the real form still counts
+    assert responses(store)[0]["score"] == 4
+
+
+def test_only_a_flood_of_answers_to_one_survey_is_refused(store):
+    from fastapi.testclient import TestClient
+
+    limits = LimitSettings(answers_per_survey="3/hour")
+    client = TestClient(create_app(store, ServiceSettings(SECRET, limits=limits, secure_cookies=False)))
+    codes = [answer(client, f"/r/{RESPOND}", str(score)).status_code for score in (1, 2, 3, 4)]
+    assert codes == [200, 200, 200, 429]
+    assert responses(store)[0]["score"] == 3
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def redis_uri(tmp_path):
+    """A throwaway redis-server (Debian's), as the deployment's Redis."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("install Debian's redis-server (make prerequisites does)")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_service_processes_share_their_limits_through_redis(store, redis_uri):
+    """Two service processes (two apps) on one Redis: one budget, not one each."""
+    from fastapi.testclient import TestClient
+
+    limits = LimitSettings(storage_uri=redis_uri, answers_per_survey="2/hour")
+    first, second = (
+        TestClient(create_app(store, ServiceSettings(SECRET, limits=limits, secure_cookies=False))) for _ in range(2)
+    )
+    assert answer(first, f"/r/{RESPOND}", "2").status_code == 200
+    assert answer(second, f"/r/{RESPOND}", "3").status_code == 200
+    assert answer(first, f"/r/{RESPOND}", "4").status_code == 429
+    assert answer(second, f"/r/{RESPOND}", "5").status_code == 429
+    assert responses(store)[0]["score"] == 3
+
+
+def test_a_stale_or_replayed_form_shows_the_current_answer_and_changes_nothing(client, store):
+    first_form = client.get(f"/r/{RESPOND}?score=3")
+    assert answer(client, f"/r/{RESPOND}", "3", "fine", first_form).status_code == 200
+    replay = answer(client, f"/r/{RESPOND}", "3", "fine", first_form)  # the same form sent twice
+    assert replay.status_code == 409 and 'id="stale"' in replay.text and "Thank you" not in replay.text
+
+    second_form = client.get(f"/r/{RESPOND}?score=5")
+    assert answer(client, f"/r/{RESPOND}", "5", "great after all", second_form).status_code == 200
+    stale = answer(client, f"/r/{RESPOND}", "3", "fine", first_form)  # the old form tries to set 3 back
+    assert stale.status_code == 409
+    assert 'value="5" checked' in stale.text and "great after all" in stale.text
+    [row] = responses(store)
+    assert (row["score"], row["comment"], row["version"]) == (5, "great after all", 2)
+
+    tampered = {**hidden_fields(second_form.text), "version": "2"}  # a version not matching its CSRF token
+    assert client.post(f"/r/{RESPOND}", data={"score": "1", **tampered}).status_code == 403
+    assert answer(client, f"/r/{RESPOND}", "4", "", stale).status_code == 200  # the form the stale page shows
+    assert responses(store)[0]["score"] == 4
+
+
+def test_the_pages_name_the_company(client):
+    page = client.get(f"/r/{RESPOND}?score=4")
+    assert "GitLab Professional Services" in page.text
+    assert "GitLab Professional Services" in client.get(f"/u/{UNSUBSCRIBE}").text
 
 
 def test_errors_show_no_stack_trace(store, monkeypatch, client):
@@ -168,3 +284,27 @@ def test_errors_show_no_stack_trace(store, monkeypatch, client):
     monkeypatch.setattr(store, "fetch_one", broken)
     response = client.get(f"/r/{RESPOND}")
     assert response.status_code == 500 and "hunter2" not in response.text and "Traceback" not in response.text
+
+
+def test_customers_still_answer_when_the_shared_limit_storage_is_down(store, caplog):
+    from fastapi.testclient import TestClient
+
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    client = TestClient(
+        create_app(store, ServiceSettings(SECRET, limits=LimitSettings(unreachable), secure_cookies=False))
+    )
+    assert answer(client, f"/r/{RESPOND}", "5").status_code == 200
+    assert responses(store)[0]["score"] == 5
+    assert "rate limits unavailable" in caplog.text
+
+
+def test_links_signed_before_a_secret_rotation_keep_working(store):
+    from fastapi.testclient import TestClient
+
+    rotated = ServiceSettings("the-new-secret", earlier_secrets=(SECRET,), secure_cookies=False)
+    client = TestClient(create_app(store, rotated))
+    assert answer(client, f"/r/{RESPOND}", "4").status_code == 200  # a mail sent before the rotation
+    assert client.post(f"/u/{UNSUBSCRIBE}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert responses(store)[0]["score"] == 4 and len(optouts(store)) == 1
+    forged = make_token("someone-elses-secret", SURVEY, "unsubscribe")
+    assert client.post(f"/u/{forged}", data={"List-Unsubscribe": "One-Click"}).status_code == 404

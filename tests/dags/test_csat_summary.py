@@ -57,13 +57,16 @@ def answered(product_env):
                 "email": f"pat{number}@customer.example.com",
                 "window_at": closed_at,
                 "run_id": "seed",
+                "engagement_name": f"{account} - {kind}",
+                "company": "GitLab",
+                "reply_to": "",
             },
         )
         store.execute("csat/claim", {"survey_id": survey_id})
         store.execute("csat/mark_sent", {"survey_id": survey_id, "sent_at": closed_at})
         if score is not None:
             store.execute(
-                "csat/service_respond",
+                "csat/service_first_answer",
                 {
                     "survey_id": survey_id,
                     "score": score,

@@ -53,7 +53,7 @@ def csat(product_env, state_db_uri, monkeypatch):
 
     store = StateStore(engine=create_engine(state_db_uri))
     store.apply_schema()
-    app = create_app(store, ServiceSettings(SECRET, secure_cookies=False, per_token_per_minute=1000))
+    app = create_app(store, ServiceSettings(SECRET, secure_cookies=False))  # the production limits
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -140,6 +140,14 @@ def links(mail) -> list[str]:
     return re.findall(r'href="([^"]+)"', mail["html"])
 
 
+def submit(session: requests.Session, base: str, link: str, score: str, comment: str = "") -> requests.Response:
+    """Open a rating link and send its form (every hidden field), as the customer's browser does."""
+    form = session.get(link, timeout=10)
+    fields = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)"', form.text))
+    action = re.search(r'action="([^"]+)"', form.text).group(1)
+    return session.post(base + action, data={"score": score, "comment": comment, **fields}, timeout=10)
+
+
 @pytest.mark.calendar
 def test_a_closed_engagement_surveys_its_contacts_once(dag, csat):
     from airflow.utils.state import DagRunState
@@ -204,6 +212,7 @@ def test_the_throttle_window_spans_engagements(dag, csat):
     run(dag, **window_around(second.closed_at))
     surveyed_now = {mail["rcpt_tos"][0] for mail in csat.smtp.store.all() if not mail["subject"].startswith("Reminder")}
     assert surveyed_now and surveyed not in surveyed_now
+    assert "skipped 1, skipped (throttled) 1, skipped (opted out) 0" in last_summary()  # the run says why
 
     second.closed_at = first.closed_at + timedelta(days=120)  # outside 90 days: a new engagement may ask
     assert second.closed_at - first.closed_at > timedelta(days=90)
@@ -221,10 +230,7 @@ def test_one_reminder_and_none_after_an_answer_or_an_opt_out(dag, csat):
     assert len(sent) >= 3
     answered, unsubscribed = sent[0], sent[1]
     session = requests.Session()
-    form = session.get(next(u for u in links(answered) if u.endswith("score=5")), timeout=10)
-    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', form.text).group(1)
-    action = re.search(r'action="([^"]+)"', form.text).group(1)
-    assert session.post(csat.csat_url + action, data={"score": "5", "csrf_token": token}, timeout=10).ok
+    assert submit(session, csat.csat_url, next(u for u in links(answered) if u.endswith("score=5")), "5").ok
     unsubscribe = next(u for u in links(unsubscribed) if "/u/" in u)
     assert requests.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}, timeout=10).ok
     csat.smtp.store.clear()
@@ -253,7 +259,10 @@ def test_dry_run_and_the_allow_list_mail_nobody(dag, csat, monkeypatch, capfd, c
     monkeypatch.setenv("AIRFLOW_VAR_PS_CSAT_SURVEYS_CONFIG", json.dumps({"allow_list": ["qa.example.org"]}))
     run(dag, **window_around(issue.closed_at))
     assert csat.smtp.store.all() == [] and surveys() == []
-    assert "skipped" in last_summary() and "only the allow-list is mailed" in last_summary()
+    skipped = len(expected_recipients(csat, issue))
+    assert f"skipped {skipped}, skipped (throttled) 0, skipped (opted out) 0, skipped (no contact) 0" in last_summary()
+    assert f"skipped (allow-list) {skipped}" in last_summary()
+    assert "only the allow-list is mailed" in last_summary()
 
 
 def test_customer_addresses_never_reach_the_task_logs(dag, csat, capfd, caplog):
@@ -313,16 +322,12 @@ def test_a_low_score_raises_one_follow_up_issue_for_the_project_manager(dag, csa
     run(dag, **window_around(issue.closed_at))
     mail = csat.smtp.store.all()[0]
     session = requests.Session()
-    form = session.get(next(u for u in links(mail) if u.endswith("score=1")), timeout=10)
-    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', form.text).group(1)
-    action = csat.csat_url + re.search(r'action="([^"]+)"', form.text).group(1)
+    link = next(u for u in links(mail) if u.endswith("score=1"))
     hostile = "Terrible. /close @all #1 ![x](http://evil.example/x.png)"
-    session.post(action, data={"score": "1", "comment": hostile, "csrf_token": token}, timeout=10)
+    assert submit(session, csat.csat_url, link, "1", hostile).ok
     run(dag, **window_around(issue.closed_at))
 
-    form = session.get(action, timeout=10)
-    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', form.text).group(1)
-    session.post(action, data={"score": "2", "comment": "still bad", "csrf_token": token}, timeout=10)
+    assert submit(session, csat.csat_url, link.split("?")[0], "2", "still bad").ok
     run(dag, **window_around(issue.closed_at))
 
     gitlab = csat.standin("gitlab").backend
@@ -330,6 +335,7 @@ def test_a_low_score_raises_one_follow_up_issue_for_the_project_manager(dag, csa
     assert len(followups) == 1
     [followup] = followups
     assert followup.assignee_ids == issue.assignee_ids and followup.state == "opened"
+    assert "\u200b" not in followup.title and followup.title.startswith("CSAT follow-up: ")
     assert (
         "\\/close" in followup.description and "\\@all" in followup.description and "![x]" not in followup.description
     )
@@ -361,3 +367,89 @@ def test_a_customer_answers_in_a_real_browser(dag, csat, browser, tmp_path):
 
         [(score, comment)] = connection.execute(text("SELECT score, comment FROM csat_responses")).all()
     assert (score, comment) == (4, "Great migration, <b>thanks</b>!")
+
+
+def test_a_scanner_fetching_every_link_then_the_customer_answering_at_once(dag, csat):
+    """The scanner fetches (GET and HEAD) every link of the mail four times from the same address as
+    the customer, who then opens the mail and answers straight away: the answer is recorded."""
+    issue = closed_engagements(csat)[0]
+    run(dag, **window_around(issue.closed_at))
+    mail = csat.smtp.store.all()[0]
+    urls = [*links(mail), *re.findall(r"https?://\S+", mail["text"])]
+    assert len(urls) == 12
+    scanner = requests.Session()
+    for _ in range(4):
+        for url in urls:
+            assert scanner.get(url, timeout=10).status_code == 200
+            scanner.head(url, timeout=10)
+
+    customer = requests.Session()
+    thanks = submit(customer, csat.csat_url, next(u for u in links(mail) if u.endswith("score=4")), "4", "Solid work")
+    assert thanks.status_code == 200 and "rating of <b>4</b>" in thanks.text
+    with StateStore().engine.connect() as connection:
+        from sqlalchemy import text
+
+        assert connection.execute(text("SELECT score, comment FROM csat_responses")).all() == [(4, "Solid work")]
+        assert connection.execute(text("SELECT count(*) FROM csat_optouts")).scalar() == 0
+
+
+def test_the_mail_names_the_engagement_and_the_team_and_reaches_a_person(dag, csat, monkeypatch):
+    from email import message_from_string  # noqa: F401 - headers are read from the SMTP sink's copy
+
+    issue = closed_engagements(csat)[0]
+    gitlab = csat.standin("gitlab").backend
+    manager = gitlab.users[issue.assignee_ids[0]]
+    manager.public_email = "pm.of.record@example.com"
+    salesforce = csat.standin("salesforce").backend
+    opportunity_id = re.search(r"opportunity-id=(\w+)", issue.description).group(1)
+    opportunity = next(r for oid, r in salesforce.records["Opportunity"].items() if oid[:15] == opportunity_id[:15])
+    opportunity["Description"] = "Platform Modernisation 2026"
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_PS_CSAT_SURVEYS_CONFIG",
+        json.dumps({"allow_list": ["example.com"], "engagement_name_field": "Description", "company_name": "GitLab"}),
+    )
+    run(dag, **window_around(issue.closed_at))
+    mail = csat.smtp.store.all()[0]
+    headers = mail["headers"]
+    assert headers["Message-ID"].endswith("@example.com>") and "localhost" not in headers["Message-ID"]
+    assert headers["Reply-To"] == f"{manager.name} <pm.of.record@example.com>"
+    assert mail["subject"] == "How did we do on Platform Modernisation 2026?"
+    assert issue.title not in mail["subject"] and issue.title not in mail["text"]
+    assert "One click" not in mail["html"] and "Send my rating" in mail["html"] and "Send my rating" in mail["text"]
+    landing = requests.get(links(mail)[0], timeout=10).text
+    assert "GitLab Professional Services" in landing and "Platform Modernisation 2026" in landing
+
+
+def test_without_a_configured_name_or_a_pm_address_the_mail_falls_back(dag, csat):
+    issue = closed_engagements(csat)[0]
+    run(dag, **window_around(issue.closed_at))
+    [row] = surveys()[:1]
+    mail = csat.smtp.store.all()[0]
+    assert row["engagement_name"].startswith(f"{row['account']} - ") and row["engagement_name"] in mail["subject"]
+    assert mail["headers"]["Reply-To"] == "professional-services@example.com"  # the PS mailbox
+
+
+def test_token_days_is_the_one_link_lifetime_and_unsubscribe_links_keep_working(dag, csat, monkeypatch):
+    issue = closed_engagements(csat)[0]
+    config = {"allow_list": ["example.com"], "token_days": 3}
+    monkeypatch.setenv("AIRFLOW_VAR_PS_CSAT_SURVEYS_CONFIG", json.dumps(config))
+    run(dag, **window_around(issue.closed_at))
+    mail = csat.smtp.store.all()[0]
+    rating, unsubscribe = links(mail)[0], next(u for u in links(mail) if "/u/" in u)
+    assert "work until" in mail["text"]
+    assert requests.get(rating, timeout=10).status_code == 200
+
+    start = clock.now()
+    monkeypatch.setenv(clock.PIN_VARIABLE, clock.pin_value(start + timedelta(days=2, hours=23)))
+    assert requests.get(rating, timeout=10).status_code == 200
+    monkeypatch.setenv(clock.PIN_VARIABLE, clock.pin_value(start + timedelta(days=3, minutes=1)))
+    expired = requests.get(rating, timeout=10)
+    assert expired.status_code == 404 and "expired" in expired.text
+
+    monkeypatch.setenv(clock.PIN_VARIABLE, clock.pin_value(start + timedelta(days=400)))  # a mail from last year
+    assert requests.get(unsubscribe, timeout=10).status_code == 200
+    assert requests.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}, timeout=10).status_code == 200
+    with StateStore().engine.connect() as connection:
+        from sqlalchemy import text
+
+        assert connection.execute(text("SELECT email FROM csat_optouts")).scalars().all() == [mail["rcpt_tos"][0]]

@@ -7,16 +7,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ps_integrations.domain.csat import (
+    TOKEN_SALT,
     ContactRole,
     TokenError,
     allowed_by_list,
     choose_recipients,
     csat_figures,
+    engagement_name,
+    followup_title,
     make_token,
     mask_email,
     parse_score,
     read_token,
     reminder_due,
+    skip_category,
 )
 
 ROLES = ("Decision Maker", "Economic Buyer")
@@ -77,17 +81,84 @@ def test_masked_addresses_keep_no_readable_part():
     assert "jane" not in mask_email("jane.doe@acme.com") and "acme" not in mask_email("jane.doe@acme.com")
 
 
-def test_tokens_are_bound_to_survey_and_purpose_and_expire():
-    token = make_token("secret-1", "abc123")
-    assert read_token("secret-1", token, timedelta(days=60)) == "abc123"
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def test_tokens_are_bound_to_survey_and_purpose_and_carry_their_expiry():
+    token = make_token("secret-1", "abc123", "respond", NOW + timedelta(days=3))
+    assert read_token("secret-1", token, NOW) == "abc123"
+    assert read_token("secret-1", token, NOW + timedelta(days=2, hours=23)) == "abc123"
     with pytest.raises(TokenError):
-        read_token("another-secret", token, timedelta(days=60))
+        read_token("secret-1", token, NOW + timedelta(days=3))  # expired
     with pytest.raises(TokenError):
-        read_token("secret-1", token, timedelta(days=60), purpose="unsubscribe")
+        read_token("another-secret", token, NOW)
     with pytest.raises(TokenError):
-        read_token("secret-1", token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1], timedelta(days=60))
+        read_token("secret-1", token, NOW, purpose="unsubscribe")
     with pytest.raises(TokenError):
-        read_token("secret-1", token, timedelta(seconds=-1))
+        read_token("secret-1", token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1], NOW)
+
+
+def old_token(payload: dict, days_ago: int) -> str:
+    """A token as mails sent before this change carry: signed ``days_ago`` days before now."""
+    import time
+
+    from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+    class SignedThen(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - days_ago * 86400  # the signer's own clock, moved back
+
+    return str(URLSafeTimedSerializer("secret-1", salt=TOKEN_SALT, signer=SignedThen).dumps(payload))
+
+
+def test_unsubscribe_links_never_expire_and_old_rating_links_keep_their_60_days():
+    import time
+    from datetime import datetime as real_datetime
+
+    real_now = real_datetime.fromtimestamp(int(time.time()), UTC)  # the serializer signs with the real clock
+    unsubscribe = old_token({"s": "abc123", "p": "unsubscribe"}, days_ago=900)
+    assert read_token("secret-1", unsubscribe, real_now, purpose="unsubscribe") == "abc123"
+    assert read_token(
+        "secret-1", make_token("secret-1", "abc123", "unsubscribe"), NOW + timedelta(days=3650), "unsubscribe"
+    )
+    assert read_token("secret-1", old_token({"s": "abc123", "p": "respond"}, days_ago=59), real_now) == "abc123"
+    with pytest.raises(TokenError):
+        read_token("secret-1", old_token({"s": "abc123", "p": "respond"}, days_ago=61), real_now)
+
+
+@pytest.mark.parametrize(
+    ("configured", "account", "offering", "kind", "expected"),
+    [
+        ("Platform  Modernisation\n2026", "Acme", "Migration+", "Migration", "Platform Modernisation 2026"),
+        ("", "Acme Corp", "GitLab Migration Services", "Migration", "Acme Corp - GitLab Migration Services"),
+        ("", "Acme Corp", "", "Training", "Acme Corp - Training"),
+        ("", "", "", "", "Professional Services"),
+        ("x" * 500, "Acme", "", "", "x" * 119 + "…"),  # a long text field: the name is the subject
+    ],
+)
+def test_the_customer_facing_engagement_name(configured, account, offering, kind, expected):
+    assert engagement_name(configured, account, offering, kind) == expected
+
+
+def test_follow_up_titles_reference_nothing_and_hide_nothing():
+    title = followup_title("Globex /close @all #1 ~urgent", "Initech <b>EMEA</b>: Migration %v1 &7 !3", 2)
+    assert title == "CSAT follow-up: Globex /close all 1 urgent rated Initech <b>EMEA</b>: Migration v1 7 3 2/5"
+    assert "\u200b" not in title and not any(ord(char) > 0x7F for char in title)
+    assert followup_title("ops@acme.example.com", "x", 1).startswith("CSAT follow-up: ops@acme.example.com")
+
+
+@pytest.mark.parametrize(
+    ("reason", "category"),
+    [
+        ("surveyed within the throttle window", "throttled"),
+        ("opted out of e-mail in Salesforce", "opted out"),
+        ("unsubscribed from CSAT surveys", "opted out"),
+        ("no e-mail address", "no contact"),
+        ("not on the recipient allow-list (non-production)", "allow-list"),
+    ],
+)
+def test_every_skip_reason_has_a_summary_category(reason, category):
+    assert skip_category(reason) == category
 
 
 @pytest.mark.parametrize("value", ["0", "6", "-1", "3.5", "five", "", None])

@@ -7,7 +7,8 @@ touches only the ``csat_*`` tables. Rules that keep it safe to expose:
   recorded on POST; the unsubscribe link shows a confirm button; RFC 8058 one-click POST unsubscribes;
 - tokens are signed, bound to one survey and purpose, and expire; bad tokens get a plain page;
 - forms carry a CSRF token tied to a cookie (double submit, HMAC-signed);
-- requests are rate limited per token and per client address; errors never show a stack trace;
+- rate limits (``limiter.py``) keep page views, refused POSTs and accepted answers apart, so mail
+  scanners prefetching links cannot use up a customer's answer; errors never show a stack trace;
 - comments are stored as text and escaped when shown (Jinja autoescape).
 """
 
@@ -17,12 +18,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
-import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Form, Request
@@ -32,6 +28,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ps_integrations import clock
+from ps_integrations.csat_service.limiter import LimitSettings, RequestLimits
 from ps_integrations.domain.csat import SCORES, TokenError, parse_score, read_token
 from ps_integrations.paths import INCLUDE_DIR
 
@@ -51,34 +48,11 @@ SECURITY_HEADERS = {
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    secret: str
-    token_max_age: timedelta = timedelta(days=60)
-    per_token_per_minute: int = 10
-    per_client_per_minute: int = 60
+    secret: str = field(repr=False)
+    # secrets links were signed with before a rotation: still accepted, never used to sign
+    earlier_secrets: tuple[str, ...] = field(default=(), repr=False)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     secure_cookies: bool = True
-
-
-class SlidingWindowLimiter:
-    """At most ``limit`` hits per key in the last ``window`` seconds (in memory, per process)."""
-
-    def __init__(self, limit: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window, self.clock = limit, window, clock
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, key: str) -> bool:
-        now = self.clock()
-        with self._lock:
-            hits = self._hits.setdefault(key, deque())
-            while hits and hits[0] <= now - self.window:
-                hits.popleft()
-            if len(hits) >= self.limit:
-                return False
-            hits.append(now)
-            if len(self._hits) > 100_000:  # forget idle keys so memory stays bounded
-                for stale in [k for k, v in self._hits.items() if not v or v[-1] <= now - self.window]:
-                    del self._hits[stale]
-            return True
 
 
 def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
@@ -87,8 +61,7 @@ def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
         loader=FileSystemLoader(str(INCLUDE_DIR / "ps_csat_surveys")),
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
-    by_token = SlidingWindowLimiter(settings.per_token_per_minute)
-    by_client = SlidingWindowLimiter(settings.per_client_per_minute)
+    limits = RequestLimits(settings.limits)
     app = FastAPI(title="PS CSAT responses", docs_url=None, redoc_url=None, openapi_url=None)
 
     def page(template: str, status: int = 200, cookie: str | None = None, **context: Any) -> Response:
@@ -103,27 +76,45 @@ def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
     def message(title: str, text: str, status: int) -> Response:
         return page("message", status, title=title, message=text)
 
-    def csrf_for(cookie: str, token: str) -> str:
-        return hmac.new(settings.secret.encode(), f"{cookie}:{token}".encode(), hashlib.sha256).hexdigest()
+    def csrf_for(cookie: str, token: str, version: str) -> str:
+        """Bound to the browser's cookie, the link and the answer's version: a form made before the
+        current answer no longer matches, so a replayed old form cannot set an old answer back."""
+        payload = f"{cookie}:{token}:{version}".encode()
+        return hmac.new(settings.secret.encode(), payload, hashlib.sha256).hexdigest()
 
-    def csrf_ok(request: Request, token: str, submitted: str) -> bool:
+    def csrf_ok(request: Request, token: str, submitted: str, version: str) -> bool:
         cookie = request.cookies.get(CSRF_COOKIE, "")
-        return bool(cookie) and hmac.compare_digest(csrf_for(cookie, token), submitted or "")
+        return bool(cookie) and hmac.compare_digest(csrf_for(cookie, token, version), submitted or "")
 
-    def limited(request: Request, token: str) -> Response | None:
-        client = request.client.host if request.client else "unknown"
-        if not by_client.allow(client) or not by_token.allow(token[:200]):
-            return message("Too many requests", "Too many requests. Please wait a minute and try again.", 429)
-        return None
+    def team_of(survey: dict[str, Any]) -> str:
+        company = str(survey.get("company") or "").strip()
+        return f"{company} Professional Services" if company else "Professional Services"
+
+    def engagement_of(survey: dict[str, Any]) -> str:
+        return str(survey.get("engagement_name") or survey.get("engagement_title") or "")
+
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def too_many() -> Response:
+        return message("Too many requests", "Too many requests. Please wait a minute and try again.", 429)
+
+    def viewed(request: Request) -> Response | None:
+        return None if limits.view(client_of(request)) else too_many()
+
+    def refused(request: Request, response: Response) -> Response:
+        """A refused POST: counts against its client; 429 once that client keeps being refused."""
+        return response if limits.failure(client_of(request)) else too_many()
 
     def survey_of(token: str, purpose: str) -> dict[str, Any] | None:
         try:
-            survey_id = read_token(settings.secret, token, settings.token_max_age, purpose)
+            survey_id = read_token([*settings.earlier_secrets, settings.secret], token, clock.now(), purpose)
         except TokenError:
             return None
         return store.fetch_one("csat/service_survey", {"survey_id": survey_id})
 
     invalid = ("Link not valid", "This survey link is not valid or has expired. Nothing was changed.")
+    expired_form = ("Form expired", "This form has expired. Please open the link from the e-mail again.")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, error: StarletteHTTPException) -> Response:
@@ -146,8 +137,8 @@ def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
 
     @app.get("/r/{token}")
     def rating_form(request: Request, token: str, score: str | None = None) -> Response:
-        if (refused := limited(request, token)) is not None:
-            return refused
+        if (too_busy := viewed(request)) is not None:
+            return too_busy
         survey = survey_of(token, "respond")
         if survey is None:
             return message(*invalid, status=404)
@@ -155,18 +146,30 @@ def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
             chosen = parse_score(score) if score is not None else survey.get("score")
         except ValueError:
             chosen = None
+        return rating_page(request, token, survey, chosen)
+
+    def rating_page(
+        request: Request, token: str, survey: dict[str, Any], chosen: int | None, stale: bool = False
+    ) -> Response:
+        """The form, made from the current answer: its version goes into the form and its CSRF token."""
         cookie = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
+        version = str(survey.get("version") or 0)
         return page(
             "respond",
+            status=409 if stale else 200,
             cookie=cookie,
-            title="Rate our Professional Services",
-            engagement=survey["engagement_title"],
+            title=f"{team_of(survey)}: how did we do?",
+            team=team_of(survey),
+            engagement=engagement_of(survey),
             scores=SCORES,
             chosen=chosen,
             comment=survey.get("comment") or "",
             answered=survey.get("score") is not None,
+            current_score=survey.get("score"),
+            stale=stale,
             action=f"/r/{token}",
-            csrf_token=csrf_for(cookie, token),
+            version=version,
+            csrf_token=csrf_for(cookie, token, version),
         )
 
     @app.post("/r/{token}")
@@ -176,52 +179,68 @@ def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
         score: str = Form(""),
         comment: str = Form(""),
         csrf_token: str = Form(""),
+        version: str = Form("0"),
     ) -> Response:
-        if (refused := limited(request, token)) is not None:
-            return refused
         survey = survey_of(token, "respond")
         if survey is None:
-            return message(*invalid, status=404)
-        if not csrf_ok(request, token, csrf_token):
-            return message("Form expired", "This form has expired. Please open the link from the e-mail again.", 403)
+            return refused(request, message(*invalid, status=404))
+        if not version.isdigit() or not csrf_ok(request, token, csrf_token, version):
+            return refused(request, message(*expired_form, status=403))
         try:
             value = parse_score(score)
         except ValueError as error:
-            return message("Rating not accepted", f"{error}. Nothing was changed.", 400)
+            return refused(request, message("Rating not accepted", f"{error}. Nothing was changed.", 400))
+        if not limits.answer(survey["survey_id"]):
+            return too_many()
         text = comment.replace("\r\n", "\n").strip()[:MAX_COMMENT]
-        now = clock.now_iso()
-        store.execute(
-            "csat/service_respond", {"survey_id": survey["survey_id"], "score": value, "comment": text, "now": now}
-        )
+        params = {"survey_id": survey["survey_id"], "score": value, "comment": text, "now": clock.now_iso()}
+        if int(version) == 0:
+            recorded = store.execute("csat/service_first_answer", params)
+        else:
+            recorded = store.execute("csat/service_change_answer", {**params, "version": int(version)})
+        if not recorded:  # the form was made before the current answer: show that answer, change nothing
+            current = store.fetch_one("csat/service_survey", {"survey_id": survey["survey_id"]}) or survey
+            log.info("CSAT stale form for survey %s: nothing changed", survey["survey_id"])
+            return rating_page(request, token, current, current.get("score"), stale=True)
         log.info("CSAT response recorded for survey %s", survey["survey_id"])
-        return page("thanks", title="Thank you", score=value, engagement=survey["engagement_title"], comment=text)
+        return page(
+            "thanks",
+            title="Thank you",
+            team=team_of(survey),
+            score=value,
+            engagement=engagement_of(survey),
+            comment=text,
+            change_url=f"/r/{token}",
+        )
 
     @app.get("/u/{token}")
     def unsubscribe_form(request: Request, token: str) -> Response:
-        if (refused := limited(request, token)) is not None:
-            return refused
-        if survey_of(token, "unsubscribe") is None:
+        if (too_busy := viewed(request)) is not None:
+            return too_busy
+        survey = survey_of(token, "unsubscribe")
+        if survey is None:
             return message(*invalid, status=404)
         cookie = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
         return page(
             "unsubscribe",
             cookie=cookie,
             title="Unsubscribe",
+            team=team_of(survey),
             action=f"/u/{token}",
-            csrf_token=csrf_for(cookie, token),
+            csrf_token=csrf_for(cookie, token, "unsubscribe"),
         )
 
     @app.post("/u/{token}")
     async def unsubscribe(request: Request, token: str) -> Response:
-        if (refused := limited(request, token)) is not None:
-            return refused
         survey = survey_of(token, "unsubscribe")
         if survey is None:
-            return message(*invalid, status=404)
+            return refused(request, message(*invalid, status=404))
         form = await request.form()
         one_click = form.get("List-Unsubscribe") == "One-Click"  # RFC 8058: the mail client's POST
-        if not one_click and not csrf_ok(request, token, str(form.get("csrf_token") or "")):
-            return message("Form expired", "This form has expired. Please open the link from the e-mail again.", 403)
+        if not one_click and not csrf_ok(request, token, str(form.get("csrf_token") or ""), "unsubscribe"):
+            return refused(request, message(*expired_form, status=403))
+        if not limits.answer(survey["survey_id"]):
+            return too_many()
         store.execute(
             "csat/service_opt_out",
             {
@@ -231,6 +250,8 @@ def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
             },
         )
         log.info("CSAT opt-out recorded for survey %s", survey["survey_id"])
-        return message("Unsubscribed", "You will not receive satisfaction surveys from us any more.", 200)
+        return message(
+            "Unsubscribed", f"You will not receive satisfaction surveys from {team_of(survey)} any more.", 200
+        )
 
     return app

@@ -4,13 +4,17 @@ tokens, e-mail masking and the CSAT arithmetic. Pure: no I/O; the clock is a par
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 SATISFIED_SCORES = (4, 5)
 SCORES = (1, 2, 3, 4, 5)
 TOKEN_SALT = "ps-csat-survey"  # noqa: S105 - a namespace for signatures, not a secret
+UNSUBSCRIBE = "unsubscribe"
+LEGACY_TOKEN_DAYS = 60  # the lifetime of links in mails sent before tokens carried their expiry
 
 
 # --- recipients ----------------------------------------------------------------------------------------
@@ -79,7 +83,7 @@ def choose_recipients(
         if not email or "@" not in email:
             decisions.append(Decision(contact, False, "no e-mail address"))
         elif contact.contact_id in already_for_engagement:
-            decisions.append(Decision(contact, False, "already surveyed for this engagement"))
+            decisions.append(Decision(contact, False, ALREADY_SURVEYED))
         elif contact.opted_out:
             decisions.append(Decision(contact, False, "opted out of e-mail in Salesforce"))
         elif email in opted_out_here:
@@ -91,6 +95,51 @@ def choose_recipients(
         else:
             decisions.append(Decision(contact, True, ""))
     return decisions
+
+
+ALREADY_SURVEYED = "already surveyed for this engagement"
+# Why a contact was not surveyed, in the run summary's words (skipped counts per reason)
+THROTTLED, OPTED_OUT, NO_CONTACT, ALLOW_LIST = "throttled", "opted out", "no contact", "allow-list"
+SKIP_CATEGORIES = {
+    "no e-mail address": NO_CONTACT,
+    "opted out of e-mail in Salesforce": OPTED_OUT,
+    "unsubscribed from CSAT surveys": OPTED_OUT,
+    "surveyed within the throttle window": THROTTLED,
+    "not on the recipient allow-list (non-production)": ALLOW_LIST,
+}
+
+
+def skip_category(reason: str) -> str:
+    return SKIP_CATEGORIES.get(reason, reason)
+
+
+ENGAGEMENT_NAME_LIMIT = 120  # it is the mail's subject
+
+
+def engagement_name(configured: str, account: str, offering: str, engagement_type: str) -> str:
+    """The name a customer knows the engagement by: the configured field when filled, else
+    ``<account> - <offering>`` (the deal's main product, else the engagement type)."""
+    if configured.strip():
+        name = " ".join(configured.split())
+    else:
+        account = " ".join(account.split())
+        offering = " ".join((offering or engagement_type or "Professional Services").split())
+        name = f"{account} - {offering}" if account else offering
+    return name if len(name) <= ENGAGEMENT_NAME_LIMIT else name[: ENGAGEMENT_NAME_LIMIT - 1].rstrip() + "…"
+
+
+_TITLE_SIGIL = re.compile(r"(?<![A-Za-z0-9])[@#!~%&$]+")
+
+
+def inert_title_text(text: str, limit: int = 120) -> str:
+    """Text for a GitLab issue title that mentions and references nothing: a sigil that would start
+    a mention or reference (``@all``, ``#1``, ``~label``...) is dropped, no invisible characters."""
+    value = " ".join(_TITLE_SIGIL.sub("", text or "").split())
+    return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
+
+
+def followup_title(account: str, engagement: str, score: int) -> str:
+    return f"CSAT follow-up: {inert_title_text(account)} rated {inert_title_text(engagement)} {score}/5"
 
 
 def reminder_due(sent_at: datetime, as_of: datetime, reminder_after: timedelta) -> bool:
@@ -112,22 +161,47 @@ class TokenError(ValueError):
     """A survey token that is forged, tampered with, expired or malformed."""
 
 
-def make_token(secret: str, survey_id: str, purpose: str = "respond") -> str:
-    """A URL-safe token bound to one survey and purpose, signed with ``secret`` (itsdangerous)."""
+def make_token(secret: str, survey_id: str, purpose: str = "respond", expires: datetime | None = None) -> str:
+    """A URL-safe token bound to one survey and purpose, signed with ``secret`` (itsdangerous).
+
+    ``expires``: the moment the link stops working, carried inside the signed token so the survey
+    job's ``token_days`` is the one link-lifetime setting. Unsubscribe tokens carry none: they work
+    as long as the mail exists (RFC 8058).
+    """
     from itsdangerous import URLSafeTimedSerializer
 
-    return str(URLSafeTimedSerializer(secret, salt=TOKEN_SALT).dumps({"s": survey_id, "p": purpose}))
+    payload: dict[str, Any] = {"s": survey_id, "p": purpose}
+    if expires is not None:
+        payload["x"] = int(expires.timestamp())
+    return str(URLSafeTimedSerializer(secret, salt=TOKEN_SALT).dumps(payload))
 
 
-def read_token(secret: str, token: str, max_age: timedelta, purpose: str = "respond") -> str:
-    """The survey id of a valid token; :class:`TokenError` otherwise (never says which check failed)."""
+def token_expiry(data: Mapping[str, Any], issued: datetime) -> datetime:
+    """When a token's link stops working: its own expiry, else (tokens of mails sent before the
+    expiry was carried in the token) ``LEGACY_TOKEN_DAYS`` after it was made."""
+    expires = data.get("x")
+    if isinstance(expires, int) and not isinstance(expires, bool):
+        return datetime.fromtimestamp(expires, UTC)
+    return issued + timedelta(days=LEGACY_TOKEN_DAYS)
+
+
+def read_token(secret: str | Sequence[str], token: str, now: datetime, purpose: str = "respond") -> str:
+    """The survey id of a valid token; :class:`TokenError` otherwise (never says which check failed).
+
+    Unsubscribe tokens never expire: a one-click unsubscribe that answers "expired" breaks RFC 8058.
+    ``secret`` may list earlier secrets too (oldest first, the current one last), so links of mails
+    sent before a secret rotation keep working.
+    """
     from itsdangerous import BadSignature, URLSafeTimedSerializer
 
     try:
-        data = URLSafeTimedSerializer(secret, salt=TOKEN_SALT).loads(token, max_age=int(max_age.total_seconds()))
-    except BadSignature as error:  # SignatureExpired is a BadSignature
+        keys = [secret] if isinstance(secret, str) else list(secret)
+        data, issued = URLSafeTimedSerializer(keys, salt=TOKEN_SALT).loads(token, return_timestamp=True)
+    except BadSignature as error:
         raise TokenError("invalid or expired survey link") from error
     if not isinstance(data, dict) or data.get("p") != purpose or not isinstance(data.get("s"), str):
+        raise TokenError("invalid or expired survey link")
+    if purpose != UNSUBSCRIBE and now >= token_expiry(data, issued):
         raise TokenError("invalid or expired survey link")
     return data["s"]
 
@@ -188,6 +262,8 @@ class SurveyOutcome:
     score: int | None = None
     comment: str = ""
     responded_at: str = ""
+    engagement_name: str = ""  # as the customer knows it
+    followup_url: str = ""  # the GitLab follow-up issue of a low score
 
 
 def fiscal_quarter_key(day: date, start_month: int = 2) -> str:
@@ -195,6 +271,18 @@ def fiscal_quarter_key(day: date, start_month: int = 2) -> str:
     offset = (day.month - start_month) % 12
     year = day.year + (1 if start_month > 1 and day.month >= start_month else 0)
     return f"FY{year}-Q{offset // 3 + 1}"
+
+
+def fiscal_quarter_bounds(key: str, start_month: int = 2) -> tuple[date, date]:
+    """The first and last day of the fiscal quarter ``key`` (``FY2027-Q4`` with February starts:
+    2026-11-01 to 2027-01-31)."""
+    year, quarter = int(key[2:6]), int(key[-1])
+    first_year = year - (1 if start_month > 1 else 0)
+    month_index = start_month - 1 + (quarter - 1) * 3  # months since January of first_year
+    first = date(first_year + month_index // 12, month_index % 12 + 1, 1)
+    after_index = month_index + 3
+    after = date(first_year + after_index // 12, after_index % 12 + 1, 1)
+    return first, after - timedelta(days=1)
 
 
 def previous_quarters(key: str, count: int) -> list[str]:

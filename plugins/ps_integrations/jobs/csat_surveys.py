@@ -6,6 +6,7 @@ and a follow-up issue for every low score recorded by the response service.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,8 +16,22 @@ from email.utils import formataddr, make_msgid
 from typing import Any
 
 from ps_integrations import clock
-from ps_integrations.domain.csat import ContactRole, choose_recipients, make_token, mask_email
-from ps_integrations.domain.gitlab_text import inline_markdown, plain_title
+from ps_integrations.domain.csat import (
+    ALLOW_LIST,
+    ALREADY_SURVEYED,
+    NO_CONTACT,
+    OPTED_OUT,
+    THROTTLED,
+    UNSUBSCRIBE,
+    ContactRole,
+    choose_recipients,
+    engagement_name,
+    followup_title,
+    make_token,
+    mask_email,
+    skip_category,
+)
+from ps_integrations.domain.gitlab_text import inline_markdown
 from ps_integrations.domain.opportunity_sync import SALESFORCE_ID, find_marker
 from ps_integrations.paths import INCLUDE_DIR
 from ps_integrations.run_summary import RecordFailure, RunSummary
@@ -27,12 +42,14 @@ JOB = "ps_csat_surveys"
 CSAT_CONN_ID = "ps_csat"
 FOLLOWUP_MARKER = "<!-- ps-integrations:csat-survey={} -->"
 CONTACT_QUERY = (
-    "SELECT Id, Name, Account.Name, "
+    "SELECT Id, Name, Account.Name, {extra}"
     "(SELECT ContactId, Role, IsPrimary, Contact.Name, Contact.Email, Contact.HasOptedOutOfEmail "
     "FROM OpportunityContactRoles ORDER BY Id), "
-    "(SELECT TotalPrice, Product2.Family FROM OpportunityLineItems ORDER BY Id) "
+    "(SELECT TotalPrice, Product2.Name, Product2.Family FROM OpportunityLineItems ORDER BY Id) "
     "FROM Opportunity WHERE Id IN ({ids})"
 )
+FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?")
+REPLY_TO_PROJECT_MANAGER = "project_manager"
 
 
 @dataclass(frozen=True)
@@ -41,7 +58,7 @@ class SurveyConfig:
     contact_roles: tuple[str, ...] = ("Decision Maker", "Economic Buyer", "Executive Sponsor")
     throttle_days: int = 90
     reminder_days: int = 5
-    token_days: int = 60
+    token_days: int = 60  # how long rating links work; unsubscribe links never expire
     environment: str = "development"  # anything but "production" mails only the allow-list
     allow_list: tuple[str, ...] = ()
     legal_footer: str = (
@@ -49,6 +66,13 @@ class SurveyConfig:
         "were a contact on a Professional Services engagement."
     )
     sender: str = "GitLab Professional Services <ps-surveys@example.com>"
+    company_name: str = "GitLab"  # named on the landing pages: "<company> Professional Services"
+    # Reply-To: "project_manager" (the engagement PM's public GitLab e-mail, else ps_mailbox) or an address
+    reply_to: str = REPLY_TO_PROJECT_MANAGER
+    ps_mailbox: str = "professional-services@example.com"
+    # The customer-facing engagement name: this Opportunity field (e.g. Customer_Facing_Name__c) when
+    # set and filled, else "<account> - <offering>" (the deal's main product, else the engagement type)
+    engagement_name_field: str = ""
     followup_project: str = "professional-services/engagements"
     followup_labels: tuple[str, ...] = ("csat::follow-up",)
     engagement_types: tuple[str, ...] = (
@@ -71,6 +95,17 @@ class SurveyConfig:
     @property
     def production(self) -> bool:
         return self.environment == "production"
+
+    def __post_init__(self) -> None:
+        from ps_integrations.exceptions import ConfigurationError
+
+        if self.engagement_name_field and not FIELD_NAME.fullmatch(self.engagement_name_field):
+            raise ConfigurationError(
+                f"ps_csat_surveys_config engagement_name_field {self.engagement_name_field!r} is not a "
+                "Salesforce field name (Opportunity field such as Customer_Facing_Name__c)"
+            )
+        if self.token_days < 1:
+            raise ConfigurationError(f"ps_csat_surveys_config token_days must be at least 1, got {self.token_days}")
 
 
 @dataclass(frozen=True)
@@ -95,9 +130,10 @@ class ResponseSite:
             )
         return cls(base, str(connection.password))
 
-    def links(self, survey_id: str) -> tuple[list[tuple[int, str]], str]:
-        respond = make_token(self.secret, survey_id, "respond")
-        unsubscribe = make_token(self.secret, survey_id, "unsubscribe")
+    def links(self, survey_id: str, expires: datetime) -> tuple[list[tuple[int, str]], str]:
+        """Five rating links that work until ``expires``, and an unsubscribe link that never expires."""
+        respond = make_token(self.secret, survey_id, "respond", expires)
+        unsubscribe = make_token(self.secret, survey_id, UNSUBSCRIBE)
         return [(score, f"{self.base_url}/r/{respond}?score={score}") for score in range(1, 6)], (
             f"{self.base_url}/u/{unsubscribe}"
         )
@@ -112,33 +148,63 @@ class ClosedEngagement:
     opportunity_id: str
     project_manager: str
     engagement_type: str
+    project_manager_id: int | None = None
 
 
 def survey_message(
     survey: dict[str, Any], site: ResponseSite, config: SurveyConfig, reminder: bool, templates: Any
 ) -> EmailMessage:
-    """The survey (or reminder) mail: text and HTML parts, RFC 8058 one-click unsubscribe headers."""
-    rating_links, unsubscribe_url = site.links(survey["survey_id"])
+    """The survey (or reminder) mail: text and HTML parts, RFC 8058 one-click unsubscribe headers,
+    a Message-ID on the sender's domain and a Reply-To that reaches a person."""
+    expires = clock.now() + timedelta(days=config.token_days)
+    rating_links, unsubscribe_url = site.links(survey["survey_id"], expires)
+    engagement = customer_engagement_name(survey)
+    team = f"{config.company_name} Professional Services".strip()
     context = {
         "contact_name": survey["contact_name"] or "there",
-        "engagement": survey["engagement_title"],
+        "engagement": engagement,
+        "team": team,
         "rating_links": rating_links,
         "unsubscribe_url": unsubscribe_url,
         "legal_footer": config.legal_footer,
         "reminder": reminder,
+        "expires_on": expires.date().isoformat(),
     }
-    message = EmailMessage(policy=SMTP_POLICY)  # wraps long lines (quoted-printable) as SMTP requires
+    # SMTP's 998-character line limit, not the 78 of the default policy: Python folds some subjects whole
+    # onto a continuation line (" How did we do..."), which mail clients show with a leading space
+    message = EmailMessage(policy=SMTP_POLICY.clone(max_line_length=998))
     prefix = "Reminder: " if reminder else ""
-    message["Subject"] = f"{prefix}How did we do on {survey['engagement_title']}?"
+    message["Subject"] = f"{prefix}How did we do on {engagement}?"
     message["From"] = config.sender
     message["To"] = formataddr((survey["contact_name"], survey["email"]))
-    message["Message-ID"] = make_msgid(idstring=f"csat-{survey['survey_id']}{'-r' if reminder else ''}")
+    if survey.get("reply_to"):
+        message["Reply-To"] = survey["reply_to"]
+    message["Message-ID"] = make_msgid(
+        idstring=f"csat-{survey['survey_id']}{'-r' if reminder else ''}", domain=sender_domain(config.sender)
+    )
     message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(templates.get_template("survey.txt.j2").render(**context))
     message.add_alternative(templates.get_template("survey.html.j2").render(**context), subtype="html")
     return message
+
+
+def sender_domain(sender: str) -> str:
+    """The domain of the From address (spam filters score a Message-ID on another domain down)."""
+    from email.utils import parseaddr
+
+    from ps_integrations.exceptions import ConfigurationError
+
+    address = parseaddr(sender)[1]
+    if "@" not in address:
+        raise ConfigurationError(f"ps_csat_surveys_config sender {sender!r} has no e-mail address")
+    return address.rsplit("@", 1)[1].lower()
+
+
+def customer_engagement_name(survey: dict[str, Any]) -> str:
+    """What the customer sees; older survey rows have only the internal GitLab title."""
+    return str(survey.get("engagement_name") or survey.get("engagement_title") or "")
 
 
 def survey_templates() -> Any:
@@ -166,12 +232,14 @@ class CsatSurveys:
         self.gitlab, self.salesforce, self.store, self.site = gitlab, salesforce, store, site
         self.config, self.run_id, self.send, self.dry_run = config, run_id, send, dry_run
         self.templates = survey_templates()
+        self._pm_emails: dict[int, str] = {}
         self.summary = RunSummary(
             counts={
                 "engagements closed": 0,
                 "surveys sent": 0,
                 "reminders sent": 0,
                 "skipped": 0,
+                **{f"skipped ({reason})": 0 for reason in (THROTTLED, OPTED_OUT, NO_CONTACT, ALLOW_LIST)},
                 "follow-up issues": 0,
                 "failed": 0,
             }
@@ -234,6 +302,7 @@ class CsatSurveys:
                     opportunity_id,
                     str(assignees[0]["username"]) if assignees else "",
                     next((label for label in issue.labels if label in self.config.engagement_types), ""),
+                    int(assignees[0]["id"]) if assignees else None,
                 )
             )
         return found
@@ -243,7 +312,8 @@ class CsatSurveys:
         found: dict[str, dict[str, Any]] = {}
         for offset in range(0, len(valid), 200):
             quoted = ", ".join(f"'{oid}'" for oid in valid[offset : offset + 200])
-            for record in self.salesforce.query_records(CONTACT_QUERY.format(ids=quoted)):
+            extra = f"{self.config.engagement_name_field}, " if self.config.engagement_name_field else ""
+            for record in self.salesforce.query_records(CONTACT_QUERY.format(ids=quoted, extra=extra)):
                 found[record["Id"]] = found[record["Id"][:15]] = record
         return found
 
@@ -290,14 +360,22 @@ class CsatSurveys:
                 contacts, self.config.contact_roles, opted_out, surveyed_near, already, allow_list
             )
             if not decisions:
+                self._skip(NO_CONTACT)
                 self.summary.note(f"{engagement.url}: no primary contact or contact in the configured roles")
             items = (opportunity.get("OpportunityLineItems") or {}).get("records") or []
             main_item: dict[str, Any] = max(items, key=lambda item: item.get("TotalPrice") or 0, default={})
+            account = str((opportunity.get("Account") or {}).get("Name") or "")
+            name = engagement_name(
+                _field(opportunity, self.config.engagement_name_field),
+                account,
+                str((main_item.get("Product2") or {}).get("Name") or ""),
+                engagement.engagement_type,
+            )
             for decision in decisions:
                 email = decision.contact.email.strip().lower()
                 if not decision.send:
-                    if decision.reason != "already surveyed for this engagement":  # a re-run, not a skip
-                        self.summary.add("skipped")
+                    if decision.reason != ALREADY_SURVEYED:  # a re-run, not a skip
+                        self._skip(skip_category(decision.reason))
                     log.info("Not surveyed: %s for %s (%s)", mask_email(email), engagement.url, decision.reason)
                     continue
                 if self.dry_run:
@@ -311,7 +389,10 @@ class CsatSurveys:
                         "engagement_title": engagement.title,
                         "issue_iid": engagement.iid,
                         "opportunity_id": engagement.opportunity_id,
-                        "account": str((opportunity.get("Account") or {}).get("Name") or ""),
+                        "account": account,
+                        "engagement_name": name,
+                        "company": self.config.company_name,
+                        "reply_to": self._reply_to(engagement),
                         "engagement_type": engagement.engagement_type,
                         "sku_category": str((main_item.get("Product2") or {}).get("Family") or ""),
                         "project_manager": engagement.project_manager,
@@ -324,6 +405,29 @@ class CsatSurveys:
                     },
                 )
                 surveyed_near.add(email)  # one survey per contact even when two engagements close together
+
+    def _skip(self, category: str) -> None:
+        self.summary.add("skipped")
+        self.summary.add(f"skipped ({category})")
+
+    def _reply_to(self, engagement: ClosedEngagement) -> str:
+        """Where a customer's reply goes: the PM's public GitLab e-mail, else the PS mailbox."""
+        if self.config.reply_to != REPLY_TO_PROJECT_MANAGER:
+            return self.config.reply_to
+        if engagement.project_manager_id is None:
+            return self.config.ps_mailbox
+        if engagement.project_manager_id not in self._pm_emails:
+            from gitlab.exceptions import GitlabError
+
+            try:
+                user = self.gitlab.client.users.get(engagement.project_manager_id)
+            except GitlabError as error:  # e.g. the PM's account was removed: the PS mailbox answers
+                log.warning("Project manager %s not readable in GitLab: %s", engagement.project_manager, error)
+                user = None
+            public = " ".join(str(getattr(user, "public_email", "") or "").split())
+            name = " ".join(str(getattr(user, "name", "") or "").split())
+            self._pm_emails[engagement.project_manager_id] = formataddr((name, public)) if "@" in public else ""
+        return self._pm_emails[engagement.project_manager_id] or self.config.ps_mailbox
 
     def _send_pending(self) -> None:
         if self.dry_run:
@@ -413,9 +517,7 @@ class CsatSurveys:
             )
             issue = project.issues.create(
                 {
-                    "title": plain_title(
-                        f"CSAT follow-up: {row['account']} rated {row['engagement_title']} {row['score']}/5"
-                    ),
+                    "title": followup_title(row["account"], row["engagement_title"], int(row["score"])),
                     "description": description,
                     "labels": ",".join(self.config.followup_labels),
                     **({"assignee_ids": [assignee[0].id]} if assignee else {}),
@@ -463,6 +565,14 @@ class CsatSurveys:
                 "recorded_at": clock.now_iso(),
             },
         )
+
+
+def _field(record: dict[str, Any], path: str) -> str:
+    """A (possibly dotted) field of a Salesforce record, "" when unset or not configured."""
+    value: Any = record
+    for part in path.split(".") if path else []:
+        value = value.get(part) if isinstance(value, dict) else None
+    return str(value).strip() if isinstance(value, str) else ""
 
 
 def _parse_time(value: Any) -> datetime | None:
