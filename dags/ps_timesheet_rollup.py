@@ -70,6 +70,11 @@ BUSINESS_TIMEZONE = os.environ.get("PS_BUSINESS_TIMEZONE", "UTC")
             None, type=["null", "string"], format="date", description="Rebuild every period from this date"
         ),
         "period_end": Param(None, type=["null", "string"], format="date", description="... up to this date"),
+        "preview": Param(
+            False,
+            type="boolean",
+            description="Read and compute only: no export, lock, mail or issue (how to look at an unfinished period)",
+        ),
     },
 )
 def ps_timesheet_rollup():
@@ -82,11 +87,19 @@ def ps_timesheet_rollup():
     @task(task_display_name="Roll up approved hours and export")
     def roll_up(_schema: list[str], **context) -> dict:
         from airflow.sdk import Variable
+        from airflow.sdk.exceptions import AirflowFailException
 
+        from ps_integrations.exceptions import ConfigurationError
         from ps_integrations.exports import ExportStore
         from ps_integrations.hooks.gitlab import GitLabHook
         from ps_integrations.hooks.salesforce import SalesforceHook
-        from ps_integrations.jobs.timesheets import RollupConfig, TimesheetRollup, load_rules, selected_periods
+        from ps_integrations.jobs.timesheets import (
+            RollupConfig,
+            TimesheetRollup,
+            check_time_zones,
+            load_rules,
+            selected_periods,
+        )
         from ps_integrations.state_store import StateStore
 
         config = RollupConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
@@ -108,10 +121,16 @@ def ps_timesheet_rollup():
             load_rules(),
             context["run_id"],
         )
-        selection = selected_periods(
-            params["period"], params["period_start"], params["period_end"], config.period_length
-        )
-        return job.run(until, selection, clock.today(config.business_timezone), now).to_dict()
+        try:
+            check_time_zones(BUSINESS_TIMEZONE, config)
+            selection = selected_periods(
+                params["period"], params["period_start"], params["period_end"], config.period_length
+            )
+            today = clock.today(config.business_timezone)
+            summary = job.run(until, selection, today, now, preview=bool(params.get("preview")))
+        except ConfigurationError as error:
+            raise AirflowFailException(str(error)) from error  # fix the setting or the params; a retry will not help
+        return summary.to_dict()
 
     summarize_task()(roll_up(prepare()))
 

@@ -29,6 +29,11 @@ LABELS = ApprovalLabels()
 ENGINEERS = {"amara.ps1", "bjorn.ps2"}
 
 
+def secs(hours) -> int:
+    """Hours (as the hand computation writes them) -> the seconds GitLab logs."""
+    return int(Decimal(str(hours)) * 3600)
+
+
 @pytest.mark.parametrize(
     ("seconds", "hours"),
     [
@@ -145,9 +150,9 @@ def test_progress_is_capped_and_flagged():
 
 def test_totals_net_negative_corrections_and_list_them():
     entries = [
-        Entry("1", "amara.ps1", date(2026, 11, 9), "https://x/1", "Project Work", Decimal("2.5")),
-        Entry("2", "amara.ps1", date(2026, 11, 9), "https://x/1", "Project Work", Decimal("-0.25")),
-        Entry("3", "amara.ps1", date(2026, 11, 10), "", "PTO/Holidays", Decimal(8)),
+        Entry("1", "amara.ps1", date(2026, 11, 9), "https://x/1", "Project Work", secs("2.5")),
+        Entry("2", "amara.ps1", date(2026, 11, 9), "https://x/1", "Project Work", secs("-0.25")),
+        Entry("3", "amara.ps1", date(2026, 11, 10), "", "PTO/Holidays", secs(8)),
     ]
     result = totals(entries)
     assert result.billable["amara.ps1"] == Decimal("2.25")
@@ -157,12 +162,12 @@ def test_totals_net_negative_corrections_and_list_them():
 
 def test_adjustments_to_a_locked_period():
     exported = [
-        Entry("1", "amara.ps1", date(2026, 11, 9), "e1", "Project Work", Decimal(2)),
-        Entry("2", "amara.ps1", date(2026, 11, 10), "e1", "Project Work", Decimal(3)),
+        Entry("1", "amara.ps1", date(2026, 11, 9), "e1", "Project Work", secs(2)),
+        Entry("2", "amara.ps1", date(2026, 11, 10), "e1", "Project Work", secs(3)),
     ]
     current = [
-        Entry("1", "amara.ps1", date(2026, 11, 9), "e1", "Project Work", Decimal("2.5")),
-        Entry("3", "amara.ps1", date(2026, 11, 11), "e1", "Project Work", Decimal(1)),
+        Entry("1", "amara.ps1", date(2026, 11, 9), "e1", "Project Work", secs("2.5")),
+        Entry("3", "amara.ps1", date(2026, 11, 11), "e1", "Project Work", secs(1)),
     ]
     assert [(a.timelog_id, a.change, a.original_hours, a.new_hours) for a in adjustments(exported, current)] == [
         ("1", "edited", Decimal(2), Decimal("2.5")),
