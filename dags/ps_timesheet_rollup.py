@@ -1,17 +1,24 @@
 """
 ### Timesheet roll-up: approved PS hours to finance
 
-Weekly, Mondays 06:00 in the business time zone (`PS_BUSINESS_TIMEZONE`, UTC by default), over
-real data intervals. Reads the approval issues of the time-tracking project (`timesheet::<period>`
-plus `ManagerCertifiedTimesheet` → `HeadOfPSApproved` → `FinanceApproved`; issues without an
-engineer or period, for someone who is not a PS engineer, or with labels out of order are reported,
+Weekly, Mondays 06:00 in the business time zone (`PS_BUSINESS_TIMEZONE`, UTC by default; the
+variable's `business_timezone` must agree or the run fails), over real data intervals. Reads the
+approval issues of the time-tracking project (`timesheet::<period>` plus `ManagerCertifiedTimesheet`
+→ `HeadOfPSApproved` → `FinanceApproved`; issues without an engineer or period, for someone who is
+not a PS engineer, or with labels out of order are reported,
 never trusted) and the group's timelogs through GitLab GraphQL. Every period whose engineers
 reached the release level, ended by the interval's end and was not exported yet is exported under
 `timesheets/<period>/` - late approvals of older periods are caught up:
 `approved_hours.csv`, `utilization.csv`, `engagement_progress.csv`, `findings.csv`,
 `adjustments.csv` (changes to locked periods found since the last export), `manifest.json` and a
-README.md data dictionary. Hours are rounded per timelog to the quarter hour (half up) and dated in
-the business time zone. Budgets come from the engagement's opportunity in Salesforce
+README.md data dictionary. Hours are rounded per engineer, day and engagement to the quarter hour
+(half up; the rules' `rounding`: `per_day`, `per_entry` or `none`), with the unrounded minutes in
+every row and a rounded-vs-logged check per engineer in the manifest, and dated in the business
+time zone. Future-dated timelogs and timelogs without an issue are findings, never paid. A period
+that has not ended is never exported (a manual run asking for one fails; `preview` only computes).
+When a period ends, one certification issue per PS engineer is opened for the manager (hours
+table, spreadsheet, the Time Tracking epic where GitLab has epics) and kept current until the
+manager adds `ManagerCertifiedTimesheet`. Budgets come from the engagement's opportunity in Salesforce
 (`budget_field`, else quantity x hours per SKU from `include/ps_timesheet_rollup/rules.yml`, which
 also holds role targets, job titles, the rate card and the time-and-materials engagement types).
 Finance gets one mail per run listing what landed. Unapproved hours are listed in the run summary,
