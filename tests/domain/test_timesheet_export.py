@@ -198,3 +198,37 @@ def test_rows_come_in_engineer_day_engagement_order():
     assert _by_engineer_day_engagement(entries) == sorted(
         entries, key=attrgetter("engineer", "day", "engagement", "timelog_id")
     )
+
+
+def test_a_period_that_has_not_ended_is_refused_with_the_reason():
+    from ps_integrations.exceptions import ConfigurationError
+    from ps_integrations.jobs.timesheets import refuse_unfinished, selected_periods
+
+    today = date(2026, 11, 23)  # a Monday: W47 ended last night, W48 has just begun
+    refuse_unfinished(selected_periods("2026-W47", None, None, "week"), today, "UTC")
+    with pytest.raises(ConfigurationError, match=r"2026-W48 \(ends 2026-11-30 00:00 UTC\) has not ended"):
+        refuse_unfinished(selected_periods("2026-W48", None, None, "week"), today, "UTC")
+    with pytest.raises(ConfigurationError, match="preview=true"):
+        refuse_unfinished(selected_periods(None, "2026-11-01", "2026-11-23", "week"), today, "UTC")
+    with pytest.raises(ConfigurationError, match=r"2026-11 \(ends 2026-12-01"):
+        refuse_unfinished(selected_periods("2026-11", None, None, "month"), date(2026, 11, 30), "UTC")
+
+
+def test_the_schedule_and_the_dating_time_zone_are_one():
+    from ps_integrations.exceptions import ConfigurationError
+    from ps_integrations.jobs.timesheets import RollupConfig, check_time_zones
+
+    check_time_zones("Europe/Berlin", RollupConfig(business_timezone="Europe/Berlin"))
+    with pytest.raises(
+        ConfigurationError, match=r"PS_BUSINESS_TIMEZONE='UTC' but .*business_timezone is 'Pacific/Auckland'"
+    ):
+        check_time_zones("UTC", RollupConfig(business_timezone="Pacific/Auckland"))
+
+
+def test_category_settings_name_known_categories():
+    from ps_integrations.jobs.timesheets import RollupConfig
+
+    config = RollupConfig.from_mapping({"category_issues": {"https://x/issues/7": "PS Internal"}})
+    assert config.categories.category(False, None, (), "https://x/issues/7") == "PS Internal"
+    with pytest.raises(ValueError, match=r"category_labels names unknown categories \['Lunch'\]"):
+        RollupConfig.from_mapping({"category_labels": {"lunch": "Lunch"}})

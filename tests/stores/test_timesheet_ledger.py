@@ -88,6 +88,35 @@ def test_rows_exported_before_seconds_were_kept_are_read_from_their_hours(store)
     assert [e.seconds for e in ExportLedger(store).exported_entries(WEEK)] == [4500]
 
 
+def test_timelogs_exported_before_seconds_were_kept_are_not_adjustments_when_they_still_round_the_same(store):
+    from ps_integrations.jobs.timesheets import as_exported_before_seconds
+
+    for timelog_id, hours in (("1", "0.00"), ("2", "0.25")):  # a 6-minute and an 8-minute entry, rounded as of #8
+        store.execute(
+            "timesheets/record_entry",
+            {
+                "period": WEEK,
+                "engineer": "amara.ps1",
+                "timelog_id": timelog_id,
+                "day": "2026-11-09",
+                "engagement": "https://x/1",
+                "category": "Project Work",
+                "hours": hours,
+                "seconds": None,
+            },
+        )
+    ledger = ExportLedger(store)
+    legacy = ledger.legacy_rounded_hours(WEEK)
+    now = [
+        Entry("1", "amara.ps1", date(2026, 11, 9), "https://x/1", "Project Work", 360),
+        Entry("2", "amara.ps1", date(2026, 11, 9), "https://x/1", "Project Work", 1800),  # edited to 30 minutes
+    ]
+    changes = adjustments(ledger.exported_entries(WEEK), [as_exported_before_seconds(e, legacy) for e in now])
+    assert [(c.timelog_id, c.change, c.original_hours, c.new_hours) for c in changes] == [
+        ("2", "edited", Decimal("0.25"), Decimal("0.50"))
+    ]
+
+
 def test_stored_export_files_come_back_byte_for_byte_in_order(store):
     ledger = ExportLedger(store)
     files = [

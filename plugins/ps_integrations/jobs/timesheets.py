@@ -781,6 +781,15 @@ def row_count(export: ExportFile) -> int:
 
 
 # --- locking -----------------------------------------------------------------------------------------
+def as_exported_before_seconds(entry: Entry, legacy: dict[str, Decimal]) -> Entry:
+    """A timelog exported before seconds were kept is unchanged when it still rounds to what was
+    exported: compare it as that (no flood of 'edited' adjustments for 6-minute entries on upgrade)."""
+    hours = legacy.get(entry.timelog_id)
+    if hours is not None and round_hours(entry.seconds) == hours:
+        return entry._replace(seconds=int(hours * 3600))
+    return entry
+
+
 def _stored_seconds(row: dict[str, Any]) -> int:
     """Seconds of an exported timelog; rows from before schema 008 have only their rounded hours."""
     if row.get("seconds") is not None:
@@ -821,6 +830,14 @@ class ExportLedger:
             )
             for row in self.store.fetch_all("timesheets/exported_entries", {"period": period})
         ]
+
+    def legacy_rounded_hours(self, period: str) -> dict[str, Decimal]:
+        """timelog id -> the per-timelog rounded hours of rows exported before schema 008 kept seconds."""
+        return {
+            row["timelog_id"]: Decimal(str(row["hours"]))
+            for row in self.store.fetch_all("timesheets/exported_entries", {"period": period})
+            if row.get("seconds") is None
+        }
 
     def billable_before(self, day: date, category: str, policy: str = "per_day") -> dict[str, Decimal]:
         """Exported hours per engagement of the category dated before ``day``, rounded per export
@@ -1151,8 +1168,13 @@ class TimesheetRollup:
         if not targets:
             summary.note(f"no newly approved period ended by {until.isoformat()}: nothing to export")
         just_ended = period_of(until - timedelta(days=1), config.period_length)
+        last_ended = (
+            just_ended
+            if just_ended.end <= until
+            else period_of(just_ended.start - timedelta(days=1), config.period_length)
+        )
         checked, figures = self._locked_periods_to_check(locks, targets, until)
-        certify = self._periods_to_certify(approval_issues, just_ended, until) if not self.preview else []
+        certify = self._periods_to_certify(approval_issues, last_ended) if not self.preview else []
         wanted = sorted({*targets, *checked, just_ended, *certify})
         entries_by_period: dict[str, list[Entry]] = defaultdict(list)
         findings_by_period: dict[str, list[TimelogFinding]] = defaultdict(list)
@@ -1187,9 +1209,10 @@ class TimesheetRollup:
 
         for period in checked:
             locked = set(locks[period.key])
+            legacy = self.ledger.legacy_rounded_hours(period.key)
             changes = adjustments(
                 [e for e in self.ledger.exported_entries(period.key) if e.engineer in locked],
-                [e for e in entries_by_period[period.key] if e.engineer in locked],
+                [as_exported_before_seconds(e, legacy) for e in entries_by_period[period.key] if e.engineer in locked],
             )
             if changes:
                 self.ledger.record_adjustments(period.key, changes, now)
@@ -1329,12 +1352,13 @@ class TimesheetRollup:
         return summary
 
     # --- certification issues ----------------------------------------------------------------------------
-    def _periods_to_certify(self, issues: list[ApprovalIssue], just_ended: Period, until: date) -> list[Period]:
-        """The period that just ended, and periods of certification issues the job opened that a
-        manager has not certified yet (late changes still update their tables)."""
+    def _periods_to_certify(self, issues: list[ApprovalIssue], last_ended: Period) -> list[Period]:
+        """The latest period that has ended (a month is certified on the first run after it), and
+        periods of certification issues the job opened that a manager has not certified yet (late
+        changes still update their tables)."""
         if not self.config.certification_issues:
             return []
-        periods = {just_ended} if just_ended.end <= until else set()
+        periods = {last_ended}
         for issue in issues:
             marker = find_certification(issue.description)
             if marker and issue.state == "opened" and self.config.labels.levels[0] not in issue.labels:
