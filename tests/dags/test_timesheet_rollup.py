@@ -21,7 +21,7 @@ from ps_integrations.state_store import StateStore
 
 pytestmark = [pytest.mark.airflow, pytest.mark.calendar]
 
-NO_SELECTION = {"period": None, "period_start": None, "period_end": None}
+NO_SELECTION = {"period": None, "period_start": None, "period_end": None, "preview": False}
 DATA_FILES = ("approved_hours.csv", "utilization.csv", "engagement_progress.csv", "findings.csv")
 
 

@@ -260,3 +260,7 @@ def test_the_certification_table_adds_up_to_the_export():
     assert certification_digest(rows) != certification_digest(rows[:1])
     empty = certification_description("dara.ps4", "delivery-manager-1", week, [], "-", LABELS, "per_day")
     assert "No time was logged in this period." in empty
+
+
+def test_a_tiny_correction_is_written_as_zero_not_minus_zero():
+    assert [format(value, "f") for value in (round_hours(-100), line_hours("none", [-10]))] == ["0.00", "0.00"]

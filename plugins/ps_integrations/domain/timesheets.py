@@ -87,12 +87,12 @@ def round_hours(seconds: int) -> Decimal:
     """Seconds -> hours rounded to the nearest quarter hour, half up (away from zero for corrections)."""
     hours = Decimal(seconds) / Decimal(3600)
     quarters = (hours / QUARTER).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-    return (quarters * QUARTER).quantize(CENT)
+    return (quarters * QUARTER).quantize(CENT) + 0  # + 0: a small correction is 0.00, never -0.00
 
 
 def exact_hours(seconds: int) -> Decimal:
     """Seconds -> hours to the hundredth, half up: the 'none' policy and unrounded figures."""
-    return (Decimal(seconds) / Decimal(3600)).quantize(CENT, rounding=ROUND_HALF_UP)
+    return (Decimal(seconds) / Decimal(3600)).quantize(CENT, rounding=ROUND_HALF_UP) + 0
 
 
 def logged_minutes(seconds: int) -> Decimal:
