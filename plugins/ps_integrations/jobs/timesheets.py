@@ -308,7 +308,7 @@ def to_entries(
             )
         epic = issue.get("epic")
         labels = issue.get("labels")
-        label_names = tuple(label["title"] for label in labels["nodes"]) if labels else ()
+        label_names = tuple(str(label.get("title")) for label in labels.get("nodes") or [] if label) if labels else ()
         kind = (is_engagement, epic.get("title") if epic else None, label_names, url if rules.by_issue else "")
         category = category_cache.get(kind)
         if category is None:
