@@ -195,8 +195,6 @@ def generate(
         if backend.has_epics
         else {}
     )
-    if backend.has_epics:
-        backend.add_epic(group, "Time Tracking", "The handbook's epic for certified timesheets")
 
     def issue(
         project: Project, title: str, labels: list[str], assignees: list[int], when: datetime, **extra: Any
