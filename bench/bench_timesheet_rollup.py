@@ -1,6 +1,7 @@
 """Benchmark (issue #8): the timesheet roll-up of 1,000,000 timelog rows (300 engineers, two years)
-beyond the fetch - GraphQL nodes to rounded entries, grouped per week, and every week's export
-files (approved hours, utilization, engagement progress, findings) built.
+beyond the fetch - GraphQL nodes to entries, grouped per week, and every week's export files
+(approved hours rounded per engineer, day and engagement under the rules' policy (#20), utilization,
+engagement progress, findings) built, with the manifest's rounding check.
 Targets: under 10 s CPU, under 1.5 GB peak beyond the fetch; GraphQL requests = ceil(rows / 100).
 
 The request count is measured through the real hook against the GitLab stand-in (its seeded two
@@ -101,14 +102,17 @@ def _rollup(data, EngagementInfo, load_rules, period_export, to_entries, group_b
         data, "Europe/Berlin", "professional-services/engagements", date(2024, 1, 1), date(2027, 1, 1), date(2027, 1, 1)
     )
     by_week = group_by_period(entries, "week")
-    before: dict = defaultdict(Decimal)
+    before: dict = defaultdict(int)  # seconds of billable time exported for earlier weeks
     built = 0
     for week in sorted(by_week):
-        files = period_export(week, by_week[week], roles, directory, dict(before), [], rules)
-        built += sum(len(f.content) for f in files)
+        export = period_export(
+            week, by_week[week], roles, directory, {url: Decimal(s) / 3600 for url, s in before.items()}, [], rules
+        )
+        assert export.rounding_within_bounds
+        built += sum(len(f.content) for f in export.files)
         for entry in by_week[week]:
             if entry.category == "Project Work":
-                before[entry.engagement] += entry.hours
+                before[entry.engagement] += entry.seconds
     return len(by_week), built
 
 

@@ -1,17 +1,24 @@
 """
 ### Timesheet roll-up: approved PS hours to finance
 
-Weekly, Mondays 06:00 in the business time zone (`PS_BUSINESS_TIMEZONE`, UTC by default), over
-real data intervals. Reads the approval issues of the time-tracking project (`timesheet::<period>`
-plus `ManagerCertifiedTimesheet` → `HeadOfPSApproved` → `FinanceApproved`; issues without an
-engineer or period, for someone who is not a PS engineer, or with labels out of order are reported,
+Weekly, Mondays 06:00 in the business time zone (`PS_BUSINESS_TIMEZONE`, UTC by default; the
+variable's `business_timezone` must agree or the run fails), over real data intervals. Reads the
+approval issues of the time-tracking project (`timesheet::<period>` plus `ManagerCertifiedTimesheet`
+→ `HeadOfPSApproved` → `FinanceApproved`; issues without an engineer or period, for someone who is
+not a PS engineer, or with labels out of order are reported,
 never trusted) and the group's timelogs through GitLab GraphQL. Every period whose engineers
 reached the release level, ended by the interval's end and was not exported yet is exported under
 `timesheets/<period>/` - late approvals of older periods are caught up:
 `approved_hours.csv`, `utilization.csv`, `engagement_progress.csv`, `findings.csv`,
 `adjustments.csv` (changes to locked periods found since the last export), `manifest.json` and a
-README.md data dictionary. Hours are rounded per timelog to the quarter hour (half up) and dated in
-the business time zone. Budgets come from the engagement's opportunity in Salesforce
+README.md data dictionary. Hours are rounded per engineer, day and engagement to the quarter hour
+(half up; the rules' `rounding`: `per_day`, `per_entry` or `none`), with the unrounded minutes in
+every row and a rounded-vs-logged check per engineer in the manifest, and dated in the business
+time zone. Future-dated timelogs and timelogs without an issue are findings, never paid. A period
+that has not ended is never exported (a manual run asking for one fails; `preview` only computes).
+When a period ends, one certification issue per PS engineer is opened for the manager (hours
+table, spreadsheet, the Time Tracking epic where GitLab has epics) and kept current until the
+manager adds `ManagerCertifiedTimesheet`. Budgets come from the engagement's opportunity in Salesforce
 (`budget_field`, else quantity x hours per SKU from `include/ps_timesheet_rollup/rules.yml`, which
 also holds role targets, job titles, the rate card and the time-and-materials engagement types).
 Finance gets one mail per run listing what landed. Unapproved hours are listed in the run summary,
@@ -70,6 +77,11 @@ BUSINESS_TIMEZONE = os.environ.get("PS_BUSINESS_TIMEZONE", "UTC")
             None, type=["null", "string"], format="date", description="Rebuild every period from this date"
         ),
         "period_end": Param(None, type=["null", "string"], format="date", description="... up to this date"),
+        "preview": Param(
+            False,
+            type="boolean",
+            description="Read and compute only: no export, lock, mail or issue (how to look at an unfinished period)",
+        ),
     },
 )
 def ps_timesheet_rollup():
@@ -82,11 +94,19 @@ def ps_timesheet_rollup():
     @task(task_display_name="Roll up approved hours and export")
     def roll_up(_schema: list[str], **context) -> dict:
         from airflow.sdk import Variable
+        from airflow.sdk.exceptions import AirflowFailException
 
+        from ps_integrations.exceptions import ConfigurationError
         from ps_integrations.exports import ExportStore
         from ps_integrations.hooks.gitlab import GitLabHook
         from ps_integrations.hooks.salesforce import SalesforceHook
-        from ps_integrations.jobs.timesheets import RollupConfig, TimesheetRollup, load_rules, selected_periods
+        from ps_integrations.jobs.timesheets import (
+            RollupConfig,
+            TimesheetRollup,
+            check_time_zones,
+            load_rules,
+            selected_periods,
+        )
         from ps_integrations.state_store import StateStore
 
         config = RollupConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
@@ -108,10 +128,16 @@ def ps_timesheet_rollup():
             load_rules(),
             context["run_id"],
         )
-        selection = selected_periods(
-            params["period"], params["period_start"], params["period_end"], config.period_length
-        )
-        return job.run(until, selection, clock.today(config.business_timezone), now).to_dict()
+        try:
+            check_time_zones(BUSINESS_TIMEZONE, config)
+            selection = selected_periods(
+                params["period"], params["period_start"], params["period_end"], config.period_length
+            )
+            today = clock.today(config.business_timezone)
+            summary = job.run(until, selection, today, now, preview=bool(params.get("preview")))
+        except ConfigurationError as error:
+            raise AirflowFailException(str(error)) from error  # fix the setting or the params; a retry will not help
+        return summary.to_dict()
 
     summarize_task()(roll_up(prepare()))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from graphql import GraphQLError, build_schema, graphql_sync
@@ -126,6 +126,12 @@ type Query {
 """
 
 SCHEMA = build_schema(SDL)
+# GitLab Free/CE (issue #20): no epics, so no Epic type and no Issue.epic - a query asking for it
+# is refused whole, as on gitlab.com Free ("Field 'epic' doesn't exist on type 'Issue'").
+FREE_SDL = SDL.replace("  epic: Epic\n", "").replace(
+    "type Epic { id: EpicID! iid: ID! title: String! state: String! webUrl: String! }\n", ""
+)
+FREE_SCHEMA = build_schema(FREE_SDL)
 
 
 def gid(kind: str, number: int) -> str:
@@ -151,12 +157,14 @@ def decode_cursor(value: str) -> int:
 
 
 def connection(
-    items: list[Any], first: int | None, after: str | None, extra: dict[str, Any] | None = None
+    items: list[Any], first: int | None, after: str | None, extra: dict[str, Any] | None = None, overlap: int = 0
 ) -> dict[str, Any]:
+    """One page of a connection. ``overlap``: a page after a cursor starts that many nodes early,
+    repeating the end of the previous page (what an unstable tie-break on equal sort keys does)."""
     if first is not None and first < 0:
         raise GraphQLError("first must be greater than or equal to 0")
     size = min(first if first is not None else MAX_PAGE_SIZE, MAX_PAGE_SIZE)
-    start = decode_cursor(after) + 1 if after else 0
+    start = max(decode_cursor(after) + 1 - overlap, 0) if after else 0
     page = items[start : start + size]
     edges = [{"cursor": cursor(start + index), "node": node} for index, node in enumerate(page)]
     return {
@@ -323,8 +331,9 @@ class Resolvers:
             raise GraphQLError("Provide either a start date or time, but not both")
         if endDate and endTime:
             raise GraphQLError("Provide either an end date or time, but not both")
-        lower = _time(startDate or startTime)
-        upper = _time(endTime or endDate)
+        zone = self.backend.server_zone  # date-only arguments are days of the server's time zone
+        lower = _time(startDate or startTime, zone)
+        upper = _time(endTime or endDate, zone)
         if upper is not None and endDate:
             upper += timedelta(days=1) - timedelta(microseconds=1)  # endDate includes the whole day
         if lower and upper and lower > upper:
@@ -351,7 +360,9 @@ class Resolvers:
         key, reverse = orders.get(sort or "", (lambda t: t.id, True))  # GitLab's default: newest id first
         timelogs.sort(key=key, reverse=reverse)
         total = sum(timelog.time_spent for timelog in timelogs)
-        page = connection(timelogs, first, after, {"totalSpentTime": str(total)})
+        page = connection(
+            timelogs, first, after, {"totalSpentTime": str(total)}, overlap=self.backend.timelog_page_overlap
+        )
         page["nodes"] = [self.timelog(timelog) for timelog in page["nodes"]]
         for edge in page["edges"]:
             edge["node"] = self.timelog(edge["node"])
@@ -399,11 +410,11 @@ class Resolvers:
         }
 
 
-def _time(value: str | None) -> datetime | None:
+def _time(value: str | None, zone: tzinfo = UTC) -> datetime | None:
     if not value:
         return None
     try:
-        return parse_time(value).astimezone(UTC)
+        return parse_time(value, zone).astimezone(UTC)
     except ValueError:
         raise GraphQLError(f"Time: {value} is not a valid date or time") from None
 
@@ -418,7 +429,7 @@ def execute(
 ) -> dict[str, Any]:
     with backend.lock:
         result = graphql_sync(
-            SCHEMA,
+            SCHEMA if backend.has_epics else FREE_SCHEMA,
             query,
             root_value=Resolvers(backend, current).root(),
             variable_values=variables,

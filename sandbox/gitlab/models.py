@@ -13,9 +13,10 @@ import base64
 import hashlib
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 from urllib.parse import unquote
+from zoneinfo import ZoneInfo
 
 from ps_integrations import clock
 from sandbox.gitlab.markdown import (
@@ -43,10 +44,11 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def parse_time(value: str) -> datetime:
+def parse_time(value: str, zone: tzinfo = UTC) -> datetime:
+    """ISO 8601 time; a date alone is midnight in ``zone`` (GitLab: the server's ``Time.zone``)."""
     text = value.strip().replace("Z", "+00:00")
     if len(text) == 10:
-        return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        return datetime.combine(date.fromisoformat(text), datetime.min.time(), zone)
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -193,8 +195,27 @@ class GitLabBackend:
         self.branches: dict[int, dict[str, str]] = {}
         self.notifications: list[dict[str, Any]] = []
         self.cross_references: list[dict[str, Any]] = []
+        self.uploads: dict[str, tuple[int, str, bytes]] = {}  # secret -> (project id, file name, content)
+        # instance settings (issue #20), from the seed's gitlab section:
+        self.edition = "premium"  # "free": GitLab Free/CE - no epics (REST, GraphQL Issue.epic, /epic)
+        self.server_timezone = "UTC"  # gitlab.yml time_zone: date-only arguments and /spend dates
+        self.timelog_page_overlap = 0  # > 0: each timelogs page repeats the previous page's last nodes
         self._ids: dict[str, int] = {}
         self._next_iid: dict[int, int] = {}
+
+    @property
+    def has_epics(self) -> bool:
+        return self.edition != "free"
+
+    @property
+    def server_zone(self) -> tzinfo:
+        return ZoneInfo(self.server_timezone)
+
+    def add_upload(self, project: Project, filename: str, content: bytes) -> tuple[str, str]:
+        """Store a project upload; return (secret, file name) as GitLab's ``/uploads/<secret>/<name>``."""
+        secret = hashlib.sha256(b"%d:%d:" % (project.id, len(self.uploads)) + content).hexdigest()[:32]
+        self.uploads[secret] = (project.id, filename, content)
+        return secret, filename
 
     def next_id(self, kind: str) -> int:
         self._ids[kind] = self._ids.get(kind, 0) + 1
@@ -366,7 +387,7 @@ class GitLabBackend:
             issue.confidential = _truthy(params["confidential"])
         if "discussion_locked" in params:
             issue.discussion_locked = _truthy(params["discussion_locked"])
-        if "epic_id" in params:
+        if "epic_id" in params and self.has_epics:  # Free/CE has no epic_id parameter: ignored
             issue.epic_id = int(params["epic_id"]) if params["epic_id"] else None
         if "description" in params:
             text = str(params["description"] or "")
@@ -449,7 +470,7 @@ class GitLabBackend:
                 when = parts[-1] if parts and _looks_like_date(parts[-1]) else None
                 duration = parse_duration(" ".join(parts[:-1] if when else parts))
                 if duration:
-                    spent_at = parse_time(when) if when else now
+                    spent_at = parse_time(when, self.server_zone) if when else now
                     self.add_timelog(issue, actor, duration, spent_at, None)
             elif name == "remove_time_spent":
                 for timelog in [t for t in self.timelogs.values() if t.issue_id == issue.id]:
@@ -471,7 +492,7 @@ class GitLabBackend:
                 issue.discussion_locked = True
             elif name == "unlock":
                 issue.discussion_locked = False
-            elif name == "epic":
+            elif name == "epic" and self.has_epics:
                 epic = next((e for e in self.epics.values() if f"&{e.iid}" == args.strip()), None)
                 issue.epic_id = epic.id if epic else issue.epic_id
             elif name == "remove_epic":

@@ -4,6 +4,9 @@ Section format (all keys optional)::
 
     gitlab:
       tokens: {<token>: <username>}     # personal access tokens
+      edition: premium                  # or free: GitLab Free/CE, no epics anywhere (issue #20)
+      server_timezone: UTC              # gitlab.yml time_zone: date-only /spend and date arguments
+      timelog_page_overlap: 0           # n > 0: GraphQL timelog pages repeat n nodes of the page before
       generate: {random_seed: 11, end_date: "2026-11-01", engineers: 17, years: 2}
       issues:                           # extra issues: {project, title, description, labels, assignee}
         - {project: professional-services/engagements, title: ..., labels: [a, b]}
@@ -85,6 +88,9 @@ ENGAGEMENTS = ["Implementation", "Migration", "Training", "Embedded Engineer", "
 
 
 def load(backend: GitLabBackend, seed: dict[str, Any]) -> None:
+    backend.edition = str(seed.get("edition") or "premium")
+    backend.server_timezone = str(seed.get("server_timezone") or "UTC")
+    backend.timelog_page_overlap = int(seed.get("timelog_page_overlap") or 0)
     if seed.get("generate") is not None:
         generate(backend, **(seed.get("generate") or {}))
     for token, username in (seed.get("tokens") or {}).items():
@@ -183,7 +189,12 @@ def generate(
         created_at=created + timedelta(days=20),
     )
 
-    epics = {name: backend.add_epic(group, name, f"Time-tracking category: {name}") for name in CATEGORIES}
+    # GitLab Free/CE has no epics: there the categories are only the issues' scoped labels
+    epics = (
+        {name: backend.add_epic(group, name, f"Time-tracking category: {name}") for name in CATEGORIES}
+        if backend.has_epics
+        else {}
+    )
 
     def issue(
         project: Project, title: str, labels: list[str], assignees: list[int], when: datetime, **extra: Any
@@ -207,7 +218,7 @@ def generate(
             opened,
             description=f"Engagement for {customer}.{_marker(engagement_opportunities, number)}",
         )
-        made.epic_id = epics["Project Work"].id
+        made.epic_id = epics["Project Work"].id if epics else None
         if number % 4 == 3:
             made.state = "closed"
             made.closed_at = opened + timedelta(days=rng.randint(20, 60))
@@ -216,8 +227,15 @@ def generate(
         engagement_issues.append(made)
 
     category_issues = {
-        name: issue(time_tracking, f"{name} - time tracking", ["time-category"], [], created, epic_id=epic.id)
-        for name, epic in epics.items()
+        name: issue(
+            time_tracking,
+            f"{name} - time tracking",
+            ["time-category", f"timesheet-category::{name}"],
+            [],
+            created,
+            epic_id=epics[name].id if epics else None,
+        )
+        for name in CATEGORIES
     }
 
     _timelogs(backend, rng, people, engagement_issues, category_issues, start, end)

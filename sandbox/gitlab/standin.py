@@ -78,6 +78,7 @@ class GitLabStandIn(StandIn):
             Rule(f"{issue}/add_spent_time", endpoint="add_spent_time", methods=["POST"]),
             Rule(f"{issue}/reset_spent_time", endpoint="reset_spent_time", methods=["POST"]),
             Rule(f"{issue}/time_stats", endpoint="time_stats", methods=["GET"]),
+            Rule(f"{project}/uploads", endpoint="project_upload", methods=["POST"]),
             Rule(f"{project}/repository/files/<filepath:file_path>/raw", endpoint="raw_file", methods=["GET"]),
             Rule(f"{project}/repository/files/<filepath:file_path>", endpoint="file", methods=["GET"]),
             Rule(f"{project}/repository/commits", endpoint="commits", methods=["GET", "POST"]),
@@ -343,8 +344,18 @@ class GitLabStandIn(StandIn):
                 "relative": f"#{issue.iid}",
                 "full": f"{project.path_with_namespace}#{issue.iid}",
             },
-            "epic_iid": epic.iid if epic else None,
-            "epic": {"id": epic.id, "iid": epic.iid, "title": epic.title, "group_id": epic.group_id} if epic else None,
+            **(
+                {
+                    "epic_iid": epic.iid if epic else None,
+                    "epic": (
+                        {"id": epic.id, "iid": epic.iid, "title": epic.title, "group_id": epic.group_id}
+                        if epic
+                        else None
+                    ),
+                }
+                if backend.has_epics
+                else {}  # Free/CE issues have no epic keys
+            ),
             "_links": {
                 "self": f"{self.base_url}{API}/projects/{project.id}/issues/{issue.iid}",
                 "notes": f"{self.base_url}{API}/projects/{project.id}/issues/{issue.iid}/notes",
@@ -410,7 +421,8 @@ class GitLabStandIn(StandIn):
 
     # --- handlers: users, groups, projects -------------------------------------------------------------
     def version(self, request: Request) -> Response:
-        return self._handle(request, lambda _current: json_response({"version": "17.5.0-ee", "revision": "sandbox"}))
+        version = "17.5.0-ee" if self.backend.has_epics else "17.5.0"  # Free/CE: no -ee suffix
+        return self._handle(request, lambda _current: json_response({"version": version, "revision": "sandbox"}))
 
     def current_user(self, request: Request) -> Response:
         return self._handle(
@@ -632,9 +644,34 @@ class GitLabStandIn(StandIn):
 
         return self._handle(request, action)
 
+    def project_upload(self, request: Request, project_id: str) -> Response:
+        """``POST /projects/:id/uploads`` (multipart ``file``): the markdown to embed the file."""
+
+        def action(_current: User) -> Response:
+            project = self.backend.project(project_id)
+            upload = request.files.get("file")
+            if upload is None:
+                raise GitLabError(400, {"error": "file is missing"})
+            name = upload.filename or "file"
+            secret, filename = self.backend.add_upload(project, name, upload.read())
+            url = f"/uploads/{secret}/{filename}"
+            return json_response(
+                {
+                    "id": len(self.backend.uploads),
+                    "alt": filename,
+                    "url": url,
+                    "full_path": f"/-/project/{project.id}{url}",
+                    "markdown": f"[{filename}]({url})",
+                },
+                201,
+            )
+
+        return self._handle(request, action)
+
     # --- handlers: epics -----------------------------------------------------------------------------------
     def epics(self, request: Request, group_id: str) -> Response:
         def action(_current: User) -> Response:
+            self._no_epics_on_free()
             group = self.backend.group(group_id)
             if request.method == "POST":
                 params = self._params(request)
@@ -650,7 +687,12 @@ class GitLabStandIn(StandIn):
 
         return self._handle(request, action)
 
+    def _no_epics_on_free(self) -> None:
+        if not self.backend.has_epics:  # Free/CE does not mount the epics API at all
+            raise GitLabError(404, "404 Not Found")
+
     def _epic(self, group_id: str, epic_iid: int) -> Any:
+        self._no_epics_on_free()
         group = self.backend.group(group_id)
         epic = next((e for e in self.backend.epics.values() if e.group_id == group.id and e.iid == epic_iid), None)
         if epic is None:

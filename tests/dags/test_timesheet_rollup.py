@@ -8,6 +8,8 @@ import io
 import json
 import shutil
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -19,7 +21,7 @@ from ps_integrations.state_store import StateStore
 
 pytestmark = [pytest.mark.airflow, pytest.mark.calendar]
 
-NO_SELECTION = {"period": None, "period_start": None, "period_end": None}
+NO_SELECTION = {"period": None, "period_start": None, "period_end": None, "preview": False}
 DATA_FILES = ("approved_hours.csv", "utilization.csv", "engagement_progress.csv", "findings.csv")
 
 
@@ -202,9 +204,20 @@ def graphql_pages() -> int:
     return int(last_summary().split("GitLab GraphQL pages read: ")[1].split(";")[0])
 
 
-def test_business_time_zone_dates_entries_near_midnight_across_dst(dag, product_env, monkeypatch):
-    # New Zealand daylight time began on 2026-09-27: Sunday 11:30 UTC is Monday 00:30 in Auckland
-    monkeypatch.setenv("AIRFLOW_VAR_PS_TIMESHEET_ROLLUP_CONFIG", json.dumps({"business_timezone": "Pacific/Auckland"}))
+def parse_dag():
+    """The DAG parsed now: its schedule's time zone is PS_BUSINESS_TIMEZONE at parse time."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.dags.test_integrity import DAGS_DIR
+
+    return DagBag(dag_folder=str(DAGS_DIR)).get_dag("ps_timesheet_rollup")
+
+
+def test_business_time_zone_dates_entries_near_midnight_across_dst(product_env, monkeypatch):
+    # New Zealand daylight time began on 2026-09-27: Sunday 11:30 UTC is Monday 00:30 in Auckland.
+    # One business time zone: the schedule's (PS_BUSINESS_TIMEZONE), which the variable follows.
+    monkeypatch.setenv("PS_BUSINESS_TIMEZONE", "Pacific/Auckland")
+    dag = parse_dag()
     released_w41 = {
         issue.assignees[0]["username"]
         for issue in approval_project().issues.list(labels="timesheet::2026-W41,HeadOfPSApproved", get_all=True)
@@ -216,8 +229,20 @@ def test_business_time_zone_dates_entries_near_midnight_across_dst(dag, product_
     run(dag, period="2026-W41")
 
     hours = read("timesheets/2026-W41", "approved_hours.csv")
-    [row] = [r for r in hours if r["hours"] == "5.00" and r["engineer"] == engineer and r["category"] == "PS Internal"]
-    assert row["date"] == "2026-10-05" and row["category"] == "PS Internal"
+    [row] = [
+        r for r in hours if r["engineer"] == engineer and r["date"] == "2026-10-05" and r["category"] == "PS Internal"
+    ]
+    backend = product_env.standin("gitlab").backend
+    auckland = ZoneInfo("Pacific/Auckland")
+    same_line = [
+        t.time_spent
+        for t in backend.timelogs.values()
+        if t.user_id == timelog.user_id
+        and t.issue_id == timelog.issue_id
+        and t.spent_at.astimezone(auckland).date() == date(2026, 10, 5)
+    ]
+    assert timelog.time_spent in same_line  # the Sunday-UTC timelog is on Monday in Auckland
+    assert Decimal(row["logged_minutes"]) == Decimal(sum(same_line)) / 60
     manifest = json.loads(ExportStore.from_variables().read_bytes("timesheets/2026-W41", "manifest.json"))
     assert manifest["business_timezone"] == "Pacific/Auckland"
     assert timelog.id
@@ -248,3 +273,226 @@ def test_export_to_s3_through_moto_server(dag, product_env, monkeypatch):
     run(dag, period="2026-W40")
     keys = {item["key"] for item in product_env.s3.state()["buckets"]["ps-exports"]}
     assert {f"finance/timesheets/2026-W40/{name}" for name in (*DATA_FILES, "manifest.json", "README.md")} <= keys
+
+
+# --- issue #20 ---------------------------------------------------------------------------------------------
+def run_refused(dag, **conf):
+    from airflow.utils.state import DagRunState
+
+    result = dag.test(run_conf={**NO_SELECTION, **conf})
+    assert result.state == DagRunState.FAILED
+    return result
+
+
+def released_in(period: str) -> list[str]:
+    return sorted(
+        issue.assignees[0]["username"]
+        for issue in approval_project().issues.list(labels=f"timesheet::{period},HeadOfPSApproved", get_all=True)
+        if len(issue.assignees) == 1 and "ManagerCertifiedTimesheet" in issue.labels
+    )
+
+
+def approve(engineer: str, period: str, *levels: str) -> None:
+    user = GitLabHook().client.users.list(username=engineer)[0]
+    approval_project().issues.create(
+        {
+            "title": f"Timesheet {period} - {engineer}",
+            "labels": ",".join([f"timesheet::{period}", *levels]),
+            "assignee_ids": [user.id],
+        }
+    )
+
+
+def logged(sandbox, engineer: str, category: str, moments: list[datetime], seconds: int) -> None:
+    for moment in moments:
+        add_timelog(sandbox, engineer, seconds, moment, category)
+
+
+def test_hours_are_rounded_per_day_with_minutes_kept_and_checked_in_the_manifest(dag, product_env):
+    engineer = released_in("2026-W41")[0]
+    # a Saturday and a Sunday (the seed logs weekdays only): ten 6-minute and ten 8-minute entries
+    saturday = [datetime(2026, 10, 10, 9, minute, tzinfo=UTC) for minute in range(10)]
+    sunday = [datetime(2026, 10, 11, 9, minute, tzinfo=UTC) for minute in range(10)]
+    logged(product_env, engineer, "Internal Assisted", saturday, 6 * 60)
+    logged(product_env, engineer, "Global Company Meetings", sunday, 8 * 60)
+    idle = next(name for name in all_engineers() if name not in released_in("2026-W41"))
+    approve(idle, "2026-W47", "ManagerCertifiedTimesheet", "HeadOfPSApproved")  # a week with nothing logged
+
+    run(dag)
+
+    rows = read("timesheets/2026-W41", "approved_hours.csv")
+    mine = {(r["date"], r["category"]): r for r in rows if r["engineer"] == engineer}
+    six = mine[("2026-10-10", "Internal Assisted")]
+    eight = mine[("2026-10-11", "Global Company Meetings")]
+    assert (six["timelogs"], six["logged_minutes"], six["hours"]) == ("10", "60.00", "1.00")  # not ten 0.00
+    assert (eight["timelogs"], eight["logged_minutes"], eight["hours"]) == ("10", "80.00", "1.25")  # not 2.50
+    manifest = json.loads(ExportStore.from_variables().read_bytes("timesheets/2026-W41", "manifest.json"))
+    rounding = manifest["rounding"]
+    assert rounding["policy"] == "per_day" and rounding["within_bounds"] is True
+    for check in rounding["engineers"]:
+        theirs = [r for r in rows if r["engineer"] == check["engineer"]]
+        assert Decimal(check["logged_minutes"]) == sum(Decimal(r["logged_minutes"]) for r in theirs)
+        assert Decimal(check["rounded_hours"]) == sum(Decimal(r["hours"]) for r in theirs)
+        assert (
+            abs(Decimal(check["difference_hours"])) <= Decimal(check["bound_hours"]) == Decimal("0.125") * len(theirs)
+        )
+        assert check["timelogs"] == sum(int(r["timelogs"]) for r in theirs)
+
+    # the zero-hour week: a utilization row and an under-minimum finding; one number format per column
+    [nothing] = read("timesheets/2026-W47", "utilization.csv")
+    assert (nothing["engineer"], nothing["billable_hours"], nothing["available_hours"]) == (idle, "0.00", "40.00")
+    assert read("timesheets/2026-W47", "approved_hours.csv") == []
+    [finding] = [f for f in read("timesheets/2026-W47", "findings.csv") if f["kind"] == "under_minimum"]
+    assert (finding["engineer"], finding["detail"]) == (idle, "no time logged, minimum 40 h")
+    periods = ExportStore.from_variables().list_folder("timesheets")
+    for period in periods:
+        for row in read(f"timesheets/{period}", "utilization.csv"):
+            for column in ("billable_hours", "logged_hours", "available_hours"):
+                assert len(row[column].rsplit(".", 1)[-1]) == 2, (period, column, row[column])
+
+
+def finance_mails(sandbox) -> list[dict]:
+    return [mail for mail in sandbox.smtp.store.all() if mail["rcpt_tos"] == ["finance@example.com"]]
+
+
+def all_engineers() -> list[str]:
+    return sorted(
+        member.username
+        for member in GitLabHook().client.groups.get("professional-services").members_all.list(get_all=True)
+        if ".ps" in member.username
+    )
+
+
+def test_an_unfinished_period_is_refused_and_future_time_is_never_payable(dag, product_env):
+    engineer = all_engineers()[0]
+    add_timelog(product_env, engineer, 2 * 3600, datetime(2026, 11, 23, 8, 0, tzinfo=UTC))  # today, W48
+    add_timelog(product_env, engineer, 3 * 3600, datetime(2026, 11, 26, 10, 0, tzinfo=UTC))  # Thursday: future
+    approve(engineer, "2026-W48", "ManagerCertifiedTimesheet", "HeadOfPSApproved")
+    exports = ExportStore.from_variables()
+
+    run_refused(dag, period="2026-W48")
+    run_refused(dag, period_start="2026-11-16", period_end="2026-11-23")  # the range reaches into W48
+    assert not StateStore().fetch_all("timesheets/all_locks") and finance_mails(product_env) == []
+    assert not exports.list_folder("timesheets")
+
+    run(dag, period="2026-W48", preview=True)  # a dry look is fine
+    summary = last_summary()
+    assert f"preview 2026-W48, not ended (ends 2026-11-30), nothing written: {engineer} 2.00 h" in summary
+    assert "preview 2026-W48: 1 timelog(s) not payable" in summary
+    run(dag)  # the schedule's path: W48 is approved but not over
+    assert "2026-W48" not in exports.list_folder("timesheets")
+    assert finance_mails(product_env) and all("2026-W48" not in mail["subject"] for mail in finance_mails(product_env))
+
+
+def test_the_schedule_and_the_dating_time_zone_must_agree(dag, product_env, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_PS_TIMESHEET_ROLLUP_CONFIG", json.dumps({"business_timezone": "Pacific/Auckland"}))
+    run_refused(dag)  # schedule in UTC (PS_BUSINESS_TIMEZONE unset), dates in Auckland: refused, nothing written
+    assert ExportStore.from_variables().list_folder("timesheets") == []
+    assert finance_mails(product_env) == []  # (ps-ops gets the failure alert)
+
+
+def test_a_free_gitlab_on_a_non_utc_server_with_duplicate_pages(dag, product_env, monkeypatch):
+    from ps_integrations.exceptions import GitLabApiError
+    from ps_integrations.jobs.timesheets import TIMELOGS_QUERY
+    from sandbox.seeds import load_seed_file
+
+    seed = load_seed_file()
+    seed["gitlab"].update(edition="free", server_timezone="Pacific/Auckland", timelog_page_overlap=3)
+    product_env.load_seed(seed)
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_PS_TIMESHEET_ROLLUP_CONFIG", json.dumps({"gitlab_server_timezone": "Pacific/Auckland"})
+    )
+    variables = {"group": "gid://gitlab/Group/1", "start": "2026-10-05", "end": "2026-10-11", "after": None}
+    with pytest.raises(GitLabApiError, match="'epic' on type 'Issue'"):
+        GitLabHook().graphql_query(TIMELOGS_QUERY, variables)  # the old query: the whole roll-up failed
+    engineer = released_in("2026-W41")[0]
+    backend = product_env.standin("gitlab").backend
+    category = approval_project().issues.list(search="PS Internal - time tracking", get_all=True)[0]
+    project = backend.project("professional-services/time-tracking")
+    backend.add_note(project, category.iid, backend.user_by_username(engineer), "/spend 3h 2026-10-10")
+    [spent] = [t for t in backend.timelogs.values() if t.spent_at == datetime(2026, 10, 9, 11, 0, tzinfo=UTC)]
+
+    run(dag, period="2026-W41")
+
+    summary = last_summary()
+    assert "GitLab without epics (Free/CE)" in summary
+    assert "timelog(s) GitLab returned on two pages counted once" in summary
+    rows = read("timesheets/2026-W41", "approved_hours.csv")
+    [saturday] = [r for r in rows if r["engineer"] == engineer and r["date"] == "2026-10-10"]
+    assert (saturday["category"], saturday["logged_minutes"], saturday["hours"]) == ("PS Internal", "180.00", "3.00")
+    assert "Uncategorised" not in {r["category"] for r in rows}
+    assert {r["category"] for r in rows} >= {"Project Work", "PS Internal"}
+    # every exported engineer's minutes are GitLab's, each timelog once (pages overlapped by three)
+    week = parse_period_key("2026-W41")
+    for name in {r["engineer"] for r in rows}:
+        user = backend.user_by_username(name)
+        expected = sum(
+            t.time_spent
+            for t in backend.timelogs.values()
+            if t.user_id == user.id
+            and week.start <= (t.spent_at.date() if t is not spent else date(2026, 10, 10)) < week.end
+        )
+        assert sum(Decimal(r["logged_minutes"]) for r in rows if r["engineer"] == name) * 60 == expected, name
+    certification = [i for i in backend.issues.values() if "timesheet::2026-W47" in i.labels]
+    assert len(certification) == len(all_engineers()) and all(i.epic_id is None for i in certification)
+
+
+def certification_issues(period: str) -> dict[str, object]:
+    issues = approval_project().issues.list(labels=f"timesheet::{period}", get_all=True)
+    found = {}
+    for issue in issues:
+        marker = issue.description and "ps-integrations:timesheet-certification engineer=" in issue.description
+        if marker:
+            engineer = issue.description.split("timesheet-certification engineer=")[1].split(" ")[0]
+            assert engineer not in found, f"a second certification issue for {engineer}"
+            found[engineer] = issue
+    return found
+
+
+def test_certification_issues_are_opened_once_kept_current_and_left_to_people(dag, product_env, monkeypatch):
+    from ps_integrations.exceptions import GitLabApiError
+    from ps_integrations.jobs.timesheets import TimesheetRollup
+
+    GitLabHook().client.groups.get("professional-services").epics.create({"title": "Time Tracking"})  # the handbook's
+    engineer = all_engineers()[0]
+    tuesday = [datetime(2026, 11, 17, 9, minute, tzinfo=UTC) for minute in range(10)]
+    logged(product_env, engineer, "PS Internal", tuesday, 6 * 60)
+    logged(product_env, engineer, "Internal Assisted", [datetime(2026, 11, 18, 14, 0, tzinfo=UTC)], 2 * 3600)
+
+    def killed(*_args, **_kwargs):  # the process dies after GitLab created the issue, before the epic link
+        raise GitLabApiError(500, "killed between the create and the link")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TimesheetRollup, "_link_to_epic", killed)
+        run_refused(dag)
+    run(dag)
+
+    issues = certification_issues("2026-W47")
+    assert set(issues) == set(all_engineers())  # one each, though the first run died after creating them
+    backend = product_env.standin("gitlab").backend
+    [epic] = [e for e in backend.epics.values() if e.title == "Time Tracking"]
+    assert all(backend.issues[issue.id].epic_id == epic.id for issue in issues.values())
+    mine = issues[engineer]
+    assert [a["username"] for a in mine.assignees] == ["delivery-manager-1"]
+    assert mine.labels == ["timesheet::2026-W47"]  # certifying stays a human act
+    assert "| PS Internal | " in mine.description and "| 10 | 1:00 | 1.00 |" in mine.description
+    assert "| Internal Assisted | " in mine.description and "| **Total** | | 11 | 3:00 | **3.00** |" in mine.description
+    upload = mine.description.split("Spreadsheet: [")[1].split("]")[0]
+    assert upload == f"timesheet-2026-W47-{engineer}.xlsx"
+    assert any(name == upload and content[:2] == b"PK" for _p, name, content in backend.uploads.values())
+    untrusted = [part for part in last_summary().split("; ") if part.startswith("untrusted approval issue")]
+    assert untrusted and not [part for part in untrusted if any(f"#{i.iid}:" in part for i in issues.values())]
+
+    add_timelog(product_env, engineer, 3600, datetime(2026, 11, 19, 10, 0, tzinfo=UTC))  # a late change
+    run(dag)
+    run(dag)  # and a re-run
+    updated = approval_project().issues.get(mine.iid)
+    assert "| **Total** | | 12 | 4:00 | **4.00** |" in updated.description
+    notes = [n.body for n in updated.notes.list(get_all=True) if "changed after this issue was opened" in n.body]
+    assert len(notes) == 1 and "4.00 h now" in notes[0]
+    assert len(certification_issues("2026-W47")) == len(all_engineers())
+
+    approval_project().issues.update(mine.iid, {"add_labels": "ManagerCertifiedTimesheet"})  # the manager certifies
+    add_timelog(product_env, engineer, 3600, datetime(2026, 11, 20, 10, 0, tzinfo=UTC))
+    run(dag)
+    assert approval_project().issues.get(mine.iid).description == updated.description  # certified: left alone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -10,10 +11,18 @@ import pytest
 from ps_integrations.domain.timesheets import (
     ApprovalIssue,
     ApprovalLabels,
+    CategoryRules,
     Entry,
+    RollupRules,
     adjustments,
     approved_periods,
     category_of,
+    certification_description,
+    certification_digest,
+    certification_marker,
+    certification_rows,
+    find_certification,
+    line_hours,
     local_date,
     parse_period_key,
     period_of,
@@ -27,6 +36,11 @@ from ps_integrations.domain.timesheets import (
 
 LABELS = ApprovalLabels()
 ENGINEERS = {"amara.ps1", "bjorn.ps2"}
+
+
+def secs(hours) -> int:
+    """Hours (as the hand computation writes them) -> the seconds GitLab logs."""
+    return int(Decimal(str(hours)) * 3600)
 
 
 @pytest.mark.parametrize(
@@ -145,9 +159,9 @@ def test_progress_is_capped_and_flagged():
 
 def test_totals_net_negative_corrections_and_list_them():
     entries = [
-        Entry("1", "amara.ps1", date(2026, 11, 9), "https://x/1", "Project Work", Decimal("2.5")),
-        Entry("2", "amara.ps1", date(2026, 11, 9), "https://x/1", "Project Work", Decimal("-0.25")),
-        Entry("3", "amara.ps1", date(2026, 11, 10), "", "PTO/Holidays", Decimal(8)),
+        Entry("1", "amara.ps1", date(2026, 11, 9), "https://x/1", "Project Work", secs("2.5")),
+        Entry("2", "amara.ps1", date(2026, 11, 9), "https://x/1", "Project Work", secs("-0.25")),
+        Entry("3", "amara.ps1", date(2026, 11, 10), "", "PTO/Holidays", secs(8)),
     ]
     result = totals(entries)
     assert result.billable["amara.ps1"] == Decimal("2.25")
@@ -157,15 +171,96 @@ def test_totals_net_negative_corrections_and_list_them():
 
 def test_adjustments_to_a_locked_period():
     exported = [
-        Entry("1", "amara.ps1", date(2026, 11, 9), "e1", "Project Work", Decimal(2)),
-        Entry("2", "amara.ps1", date(2026, 11, 10), "e1", "Project Work", Decimal(3)),
+        Entry("1", "amara.ps1", date(2026, 11, 9), "e1", "Project Work", secs(2)),
+        Entry("2", "amara.ps1", date(2026, 11, 10), "e1", "Project Work", secs(3)),
     ]
     current = [
-        Entry("1", "amara.ps1", date(2026, 11, 9), "e1", "Project Work", Decimal("2.5")),
-        Entry("3", "amara.ps1", date(2026, 11, 11), "e1", "Project Work", Decimal(1)),
+        Entry("1", "amara.ps1", date(2026, 11, 9), "e1", "Project Work", secs("2.5")),
+        Entry("3", "amara.ps1", date(2026, 11, 11), "e1", "Project Work", secs(1)),
     ]
     assert [(a.timelog_id, a.change, a.original_hours, a.new_hours) for a in adjustments(exported, current)] == [
         ("1", "edited", Decimal(2), Decimal("2.5")),
         ("2", "removed", Decimal(3), None),
         ("3", "added", None, Decimal(1)),
     ]
+
+
+# --- issue #20 -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("policy", "seconds", "hours"),
+    [
+        ("per_day", [360] * 10, "1.00"),
+        ("per_day", [480] * 10, "1.25"),
+        ("per_entry", [360] * 10, "0.00"),
+        ("per_entry", [480] * 10, "2.50"),
+        ("none", [480] * 10, "1.33"),
+        ("per_day", [3600, -900], "0.75"),
+    ],
+)
+def test_line_hours_under_each_policy(policy, seconds, hours):
+    assert line_hours(policy, seconds) == Decimal(hours)
+
+
+def test_an_unknown_rounding_policy_is_refused():
+    with pytest.raises(ValueError, match="rounding must be one of per_day, per_entry, none"):
+        RollupRules.from_mapping({"rounding": "per_week"})
+    assert RollupRules.from_mapping({}).rounding == "per_day"
+
+
+@pytest.mark.parametrize(
+    ("engagement", "parent", "labels", "url", "expected"),
+    [
+        (True, None, (), "", "Project Work"),
+        (False, "PS Internal", (), "", "PS Internal"),  # the epic, where the instance has epics
+        (False, None, ("time-category", "timesheet-category::PTO/Holidays"), "", "PTO/Holidays"),  # Free: a label
+        (False, None, ("Global Company Meetings",), "", "Global Company Meetings"),
+        (False, None, (), "https://x/issues/7", "Internal Assisted"),  # configured mapping
+        (False, "PS Internal", (), "https://x/issues/7", "Internal Assisted"),  # the mapping is explicit: it wins
+        (False, None, ("bug",), "", "Uncategorised"),
+    ],
+)
+def test_categories_on_any_gitlab(engagement, parent, labels, url, expected):
+    rules = CategoryRules(by_issue={"https://x/issues/7": "Internal Assisted"})
+    assert rules.category(engagement, parent, labels, url) == expected
+
+
+def test_a_certification_issue_names_its_engineer_in_the_marker_and_is_assigned_to_the_manager():
+    marker = certification_marker("amara.ps1", "2026-W47", "0a1b")
+    issue = ApprovalIssue(
+        9,
+        ("timesheet::2026-W47", "ManagerCertifiedTimesheet"),
+        ("delivery-manager-1",),
+        certified_engineer="amara.ps1",
+        description=f"table\n{marker}",
+    )
+    approval = read_approval(issue, LABELS, ENGINEERS)
+    assert (approval.engineer, approval.period, approval.level, approval.trusted) == ("amara.ps1", "2026-W47", 1, True)
+    assert find_certification(issue.description) == ("amara.ps1", "2026-W47", "0a1b")
+    stranger = read_approval(replace(issue, certified_engineer="finance-ops"), LABELS, ENGINEERS)
+    assert not stranger.trusted and "finance-ops is not a PS engineer" in stranger.problem
+
+
+def test_the_certification_table_adds_up_to_the_export():
+    week = period_of(date(2026, 11, 16))
+    entries = [Entry(str(n), "amara.ps1", date(2026, 11, 17), "https://x/ps", "PS Internal", 360) for n in range(10)]
+    entries.append(Entry("20", "amara.ps1", date(2026, 11, 18), "https://x/ps", "PS Internal", 480))
+    entries.append(Entry("21", "amara.ps1", date(2026, 11, 18), "https://x/e1", "Project Work", 7200))
+    rows = certification_rows(entries, "per_day")
+    assert [(r.category, r.timelogs, r.seconds, r.hours) for r in rows] == [
+        ("PS Internal", 11, 4080, Decimal("1.25")),  # 1.00 on the 17th + 0.25 (8 minutes) on the 18th
+        ("Project Work", 1, 7200, Decimal("2.00")),
+    ]
+    text = certification_description(
+        "amara.ps1", "delivery-manager-1", week, rows, "[s.xlsx](/uploads/x/s.xlsx)", LABELS, "per_day"
+    )
+    assert "| PS Internal | https://x/ps | 11 | 1:08 | 1.25 |" in text
+    assert "| **Total** | | 12 | 3:08 | **3.25** |" in text
+    assert "add the label `ManagerCertifiedTimesheet`" in text
+    assert find_certification(text) == ("amara.ps1", "2026-W47", certification_digest(rows))
+    assert certification_digest(rows) != certification_digest(rows[:1])
+    empty = certification_description("dara.ps4", "delivery-manager-1", week, [], "-", LABELS, "per_day")
+    assert "No time was logged in this period." in empty
+
+
+def test_a_tiny_correction_is_written_as_zero_not_minus_zero():
+    assert [format(value, "f") for value in (round_hours(-100), line_hours("none", [-10]))] == ["0.00", "0.00"]

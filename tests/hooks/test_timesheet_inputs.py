@@ -11,7 +11,7 @@ import pytest
 
 from ps_integrations.domain.timesheets import ApprovalLabels, approved_periods, read_approval, totals
 from ps_integrations.hooks.gitlab import GitLabHook
-from ps_integrations.jobs.timesheets import fetch_approval_issues, fetch_timelogs, to_entries
+from ps_integrations.jobs.timesheets import fetch_approval_issues, fetch_timelogs, gitlab_capabilities, to_entries
 
 GROUP = "professional-services"
 ENGAGEMENTS = "professional-services/engagements"
@@ -23,13 +23,12 @@ def hook(sandbox, monkeypatch):
     return GitLabHook()
 
 
-def test_a_week_of_timelogs_becomes_rounded_entries_in_the_business_time_zone(hook, sandbox):
+def test_a_week_of_timelogs_becomes_unrounded_entries_in_the_business_time_zone(hook, sandbox):
     monday, sunday = date(2026, 10, 19), date(2026, 10, 25)
     nodes = fetch_timelogs(hook, GROUP, monday, sunday)
     entries, findings = to_entries(nodes, "Europe/Berlin", ENGAGEMENTS, monday, sunday, today=date(2026, 11, 21))
 
     assert entries and all(monday <= entry.day <= sunday for entry in entries)
-    assert all(entry.hours % Decimal("0.25") == 0 for entry in entries)
     assert hook.graphql_pages == -(-len(nodes) // 100)
     per_engineer = totals(entries).by_engineer
     assert len(per_engineer) == 17
@@ -46,7 +45,7 @@ def test_a_week_of_timelogs_becomes_rounded_entries_in_the_business_time_zone(ho
     week_seconds = sum(
         t.time_spent for t in backend.timelogs.values() if monday <= t.spent_at.astimezone(berlin).date() <= sunday
     )
-    assert abs(sum(entry.hours for entry in entries) - Decimal(week_seconds) / 3600) <= Decimal("0.125") * len(entries)
+    assert sum(entry.seconds for entry in entries) == week_seconds  # nothing rounded away before the export
     assert all(f.problem.startswith("time on a closed engagement") for f in findings)
 
 
@@ -61,3 +60,74 @@ def test_seeded_approvals_include_untrusted_ones(hook):
     assert {a.problem.split(":")[0].split(" ")[0] for a in untrusted} >= {"approval", "no", "finance-ops"}
     released = approved_periods(approvals, release_level=2)
     assert released and all(a.level >= 2 for a in released.values())
+
+
+# --- issue #20 -------------------------------------------------------------------------------------------
+def node(timelog_id: int, spent_at: str, seconds: int = 3600, title: str | None = "PS Internal") -> dict:
+    return {
+        "id": f"gid://gitlab/Timelog/{timelog_id}",
+        "spentAt": spent_at,
+        "timeSpent": seconds,
+        "user": {"username": "amara.ps1"},
+        "issue": {"webUrl": "https://x/issues/1", "state": "opened", "epic": {"title": title} if title else None},
+        "project": {"fullPath": "professional-services/time-tracking"},
+    }
+
+
+def test_future_dated_time_is_a_finding_and_no_entry():
+    nodes = [node(1, "2026-11-23T08:00:00.000Z"), node(2, "2026-11-26T10:00:00.000Z", 3 * 3600)]
+    entries, findings = to_entries(
+        nodes, "UTC", ENGAGEMENTS, date(2026, 11, 23), date(2026, 11, 29), date(2026, 11, 23)
+    )
+    assert [entry.timelog_id for entry in entries] == ["1"]
+    [finding] = findings
+    assert (finding.timelog_id, finding.kind) == ("2", "future_dated")
+    assert "180 min" in finding.problem
+
+
+@pytest.mark.parametrize(
+    ("spent_at", "server", "business", "day"),
+    [
+        # /spend 3h 2026-10-10 on a server in Auckland (NZDT, +13): stored at its midnight, 11:00 UTC the day before
+        ("2026-10-09T11:00:00.000Z", "Pacific/Auckland", "UTC", date(2026, 10, 10)),
+        ("2026-10-09T11:00:00.000Z", "Pacific/Auckland", "America/New_York", date(2026, 10, 10)),
+        # the same instant from a UTC server is a timed entry: its business-local date
+        ("2026-10-09T11:00:00.000Z", "UTC", "Pacific/Auckland", date(2026, 10, 10)),
+        ("2026-10-09T11:00:00.000Z", "UTC", "America/New_York", date(2026, 10, 9)),
+        # a date-only entry from a UTC server keeps its day west of UTC too
+        ("2026-10-10T00:00:00.000Z", "UTC", "America/New_York", date(2026, 10, 10)),
+        ("2026-10-10T00:00:01.000Z", "UTC", "America/New_York", date(2026, 10, 9)),  # timed: 20:00:01 on the 9th
+        ("2026-10-10T00:00:00+00:00", "UTC", "America/New_York", date(2026, 10, 10)),
+    ],
+)
+def test_date_only_entries_keep_the_server_day(spent_at, server, business, day):
+    entries, _ = to_entries(
+        [node(1, spent_at)],
+        business,
+        ENGAGEMENTS,
+        date(2026, 10, 1),
+        date(2026, 10, 31),
+        date(2026, 11, 1),
+        None,
+        server,
+    )
+    assert [entry.day for entry in entries] == [day]
+
+
+def test_timelogs_on_two_pages_count_once(hook, sandbox):
+    sandbox.standin("gitlab").backend.timelog_page_overlap = 2
+    stats: dict[str, int] = {}
+    nodes = fetch_timelogs(hook, GROUP, date(2026, 10, 19), date(2026, 10, 25), stats=stats)
+    assert len({n["id"] for n in nodes}) == len(nodes)
+    assert stats["duplicates"] == 2 * (hook.graphql_pages - 1) > 0
+
+
+def test_the_instance_says_whether_issues_have_epics(hook, sandbox):
+    assert gitlab_capabilities(hook).issue_epic is True
+    sandbox.standin("gitlab").backend.edition = "free"
+    free = gitlab_capabilities(hook)
+    assert free.issue_epic is False
+    nodes = fetch_timelogs(hook, GROUP, date(2026, 10, 19), date(2026, 10, 25), free)
+    entries, _ = to_entries(nodes, "UTC", ENGAGEMENTS, date(2026, 10, 19), date(2026, 10, 25), date(2026, 11, 21))
+    assert "Uncategorised" not in {entry.category for entry in entries}  # the seed's category labels
+    assert {entry.category for entry in entries} >= {"Project Work", "PS Internal"}

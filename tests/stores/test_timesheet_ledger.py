@@ -15,13 +15,18 @@ NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 WEEK = "2026-W46"
 
 
+def secs(hours) -> int:
+    """Hours (as the hand computation writes them) -> the seconds GitLab logs."""
+    return int(Decimal(str(hours)) * 3600)
+
+
 @pytest.fixture(autouse=True)
 def _schema(store):
     store.apply_schema()
 
 
 def entry(timelog_id, hours, day=date(2026, 11, 9)):
-    return Entry(timelog_id, "amara.ps1", day, "https://x/1", "Project Work", Decimal(hours))
+    return Entry(timelog_id, "amara.ps1", day, "https://x/1", "Project Work", secs(hours))
 
 
 def test_lock_is_idempotent_and_keeps_what_was_exported(store):
@@ -46,14 +51,70 @@ def test_a_change_to_a_locked_period_is_one_adjustment_reported_in_the_next_expo
     reported = ledger.attach_pending("timesheets/2026-W47")
 
     assert [(row["timelog_id"], row["change"], row["original_hours"], row["new_hours"]) for row in reported] == [
-        ("1", "edited", "2", "2.5"),
-        ("2", "removed", "3", ""),
-        ("3", "added", "", "1"),
+        ("1", "edited", "2.00", "2.50"),
+        ("2", "removed", "3.00", ""),
+        ("3", "added", "", "1.00"),
     ]
     ledger.record_adjustments(WEEK, changes, NOW)
     assert ledger.pending_adjustments() == []
     assert ledger.attach_pending("timesheets/2026-W48") == []
     assert ledger.reported_in("timesheets/2026-W47") == reported
+
+
+def test_exported_timelogs_keep_their_seconds_and_hours_to_date_are_rounded_per_line(store):
+    ledger = ExportLedger(store)
+    six_minutes = [entry(str(n), "0.1") for n in range(10)]  # ten 6-minute entries on one day
+    ledger.lock(WEEK, "amara.ps1", 2, six_minutes, "run-1", NOW)
+
+    assert [e.seconds for e in ledger.exported_entries(WEEK)] == [360] * 10
+    assert ledger.billable_before(date(2026, 12, 1), "Project Work", "per_day") == {"https://x/1": Decimal("1.00")}
+    assert ledger.billable_before(date(2026, 12, 1), "Project Work", "per_entry") == {"https://x/1": Decimal("0.00")}
+
+
+def test_rows_exported_before_seconds_were_kept_are_read_from_their_hours(store):
+    store.execute(
+        "timesheets/record_entry",
+        {
+            "period": WEEK,
+            "engineer": "amara.ps1",
+            "timelog_id": "9",
+            "day": "2026-11-17",
+            "engagement": "https://x/1",
+            "category": "Project Work",
+            "hours": "1.25",
+            "seconds": None,
+        },
+    )
+    assert [e.seconds for e in ExportLedger(store).exported_entries(WEEK)] == [4500]
+
+
+def test_timelogs_exported_before_seconds_were_kept_are_not_adjustments_when_they_still_round_the_same(store):
+    from ps_integrations.jobs.timesheets import as_exported_before_seconds
+
+    for timelog_id, hours in (("1", "0.00"), ("2", "0.25")):  # a 6-minute and an 8-minute entry, rounded as of #8
+        store.execute(
+            "timesheets/record_entry",
+            {
+                "period": WEEK,
+                "engineer": "amara.ps1",
+                "timelog_id": timelog_id,
+                "day": "2026-11-09",
+                "engagement": "https://x/1",
+                "category": "Project Work",
+                "hours": hours,
+                "seconds": None,
+            },
+        )
+    ledger = ExportLedger(store)
+    legacy = ledger.legacy_rounded_hours(WEEK)
+    now = [
+        Entry("1", "amara.ps1", date(2026, 11, 9), "https://x/1", "Project Work", 360),
+        Entry("2", "amara.ps1", date(2026, 11, 9), "https://x/1", "Project Work", 1800),  # edited to 30 minutes
+    ]
+    changes = adjustments(ledger.exported_entries(WEEK), [as_exported_before_seconds(e, legacy) for e in now])
+    assert [(c.timelog_id, c.change, c.original_hours, c.new_hours) for c in changes] == [
+        ("2", "edited", Decimal("0.25"), Decimal("0.50"))
+    ]
 
 
 def test_stored_export_files_come_back_byte_for_byte_in_order(store):

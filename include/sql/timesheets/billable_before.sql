@@ -1,4 +1,4 @@
-SELECT engagement, hours
+SELECT engineer, day, engagement, hours, seconds
 FROM timesheet_exported
 WHERE category = :category AND day < :before
-ORDER BY engagement, timelog_id
+ORDER BY engagement, engineer, day, timelog_id

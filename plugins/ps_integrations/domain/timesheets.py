@@ -7,11 +7,14 @@ and writes the finance exports builds on it.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from typing import NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -75,11 +78,95 @@ def local_date(moment: datetime, business_timezone: str) -> date:
 
 
 # --- hours -------------------------------------------------------------------------------------------
+CENT = Decimal("0.01")
+ROUNDING_POLICIES = ("per_day", "per_entry", "none")
+ROUNDING_ERROR_PER_ROUNDING = {"per_day": Decimal("0.125"), "per_entry": Decimal("0.125"), "none": Decimal("0.005")}
+
+
 def round_hours(seconds: int) -> Decimal:
     """Seconds -> hours rounded to the nearest quarter hour, half up (away from zero for corrections)."""
     hours = Decimal(seconds) / Decimal(3600)
     quarters = (hours / QUARTER).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-    return (quarters * QUARTER).quantize(Decimal("0.01"))
+    return (quarters * QUARTER).quantize(CENT) + 0  # + 0: a small correction is 0.00, never -0.00
+
+
+def exact_hours(seconds: int) -> Decimal:
+    """Seconds -> hours to the hundredth, half up: the 'none' policy and unrounded figures."""
+    return (Decimal(seconds) / Decimal(3600)).quantize(CENT, rounding=ROUND_HALF_UP) + 0
+
+
+def logged_minutes(seconds: int) -> Decimal:
+    """Seconds -> minutes to the hundredth (GitLab stores seconds; minutes are what people log)."""
+    return (Decimal(seconds) / Decimal(60)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def line_hours(policy: str, entry_seconds: Sequence[int]) -> Decimal:
+    """Hours of one export line (an engineer's day on one engagement) under a rounding policy.
+
+    ``per_day`` rounds the line's total to the quarter hour (ten 6-minute entries are 1.00 h);
+    ``per_entry`` rounds each timelog and adds them; ``none`` keeps the logged time to the hundredth.
+    """
+    if policy == "per_day":
+        return round_hours(sum(entry_seconds))
+    if policy == "per_entry":
+        return sum((round_hours(seconds) for seconds in entry_seconds), Decimal(0)).quantize(CENT)
+    if policy == "none":
+        return exact_hours(sum(entry_seconds))
+    raise ValueError(f"rounding must be one of {', '.join(ROUNDING_POLICIES)}, not {policy!r}")
+
+
+def rounding_bound(policy: str, lines: int, timelogs: int) -> Decimal:
+    """The most rounding can move an engineer's total: half a quarter hour per rounding done
+    (per line for ``per_day``, per timelog for ``per_entry``), half a hundredth per line for ``none``."""
+    roundings = timelogs if policy == "per_entry" else lines
+    return ROUNDING_ERROR_PER_ROUNDING[policy] * roundings
+
+
+@dataclass(frozen=True)
+class RoundingCheck:
+    """Rounded against logged hours for one engineer of an export (the manifest's check)."""
+
+    engineer: str
+    timelogs: int
+    lines: int
+    logged_minutes: Decimal
+    logged_hours: Decimal  # unrounded, to the hundredth
+    rounded_hours: Decimal
+    difference: Decimal  # rounded - logged (exact)
+    bound: Decimal
+
+    @property
+    def within_bound(self) -> bool:
+        return abs(self.difference) <= self.bound
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "engineer": self.engineer,
+            "timelogs": self.timelogs,
+            "lines": self.lines,
+            "logged_minutes": format(self.logged_minutes, "f"),
+            "logged_hours": format(self.logged_hours, "f"),
+            "rounded_hours": format(self.rounded_hours, "f"),
+            "difference_hours": format(self.difference, "f"),
+            "bound_hours": format(self.bound, "f"),
+            "within_bound": self.within_bound,
+        }
+
+
+def rounding_check(
+    engineer: str, policy: str, seconds: int, timelogs: int, lines: int, rounded: Decimal
+) -> RoundingCheck:
+    exact = Decimal(seconds) / Decimal(3600)
+    return RoundingCheck(
+        engineer,
+        timelogs,
+        lines,
+        logged_minutes(seconds),
+        exact_hours(seconds),
+        rounded,
+        (rounded - exact).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP),
+        rounding_bound(policy, lines, timelogs),
+    )
 
 
 # --- approvals ---------------------------------------------------------------------------------------
@@ -97,6 +184,12 @@ class ApprovalIssue:
     labels: tuple[str, ...]
     assignees: tuple[str, ...]
     url: str = ""
+    certified_engineer: str | None = None  # a certification issue the job opened names its engineer in a marker
+    author: str = ""
+    issue_id: int = 0
+    description: str = ""
+    state: str = "opened"
+    in_epic: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,7 +214,11 @@ def read_approval(issue: ApprovalIssue, labels: ApprovalLabels, engineers: set[s
     problems = []
     if len(periods) != 1:
         problems.append("no period label" if not periods else f"several period labels: {', '.join(periods)}")
-    if len(issue.assignees) != 1:
+    if issue.certified_engineer is not None:
+        # the job's certification issue: assigned to the manager, the engineer is in its marker
+        if issue.certified_engineer not in engineers:
+            problems.append(f"{issue.certified_engineer} is not a PS engineer")
+    elif len(issue.assignees) != 1:
         problems.append("no engineer assigned" if not issue.assignees else "several engineers assigned")
     elif issue.assignees[0] not in engineers:
         problems.append(f"{issue.assignees[0]} is not a PS engineer")
@@ -129,6 +226,8 @@ def read_approval(issue: ApprovalIssue, labels: ApprovalLabels, engineers: set[s
         missing = [name for name, here in zip(labels.levels, present, strict=True) if not here]
         problems.append(f"approval labels out of order: missing {missing[0]} below a higher level")
     engineer = issue.assignees[0] if len(issue.assignees) == 1 else None
+    if issue.certified_engineer is not None:
+        engineer = issue.certified_engineer
     return Approval(
         engineer, periods[0] if len(periods) == 1 else None, level, not problems, "; ".join(problems), issue.iid
     )
@@ -149,13 +248,45 @@ NON_BILLABLE = ("PS Internal", "Internal Assisted", "Global Company Meetings", "
 PTO_CATEGORY = "PTO/Holidays"
 
 
+CATEGORIES = (BILLABLE_CATEGORY, *NON_BILLABLE)
+CATEGORY_LABEL_PREFIX = "timesheet-category::"
+UNCATEGORISED = "Uncategorised"
+
+
 def category_of(epic_title: str | None, is_engagement: bool) -> str:
     """Engagement issues are Project Work; otherwise the issue's epic names the category."""
-    if is_engagement:
-        return BILLABLE_CATEGORY
-    if epic_title in (BILLABLE_CATEGORY, *NON_BILLABLE):
-        return str(epic_title)
-    return "Uncategorised"
+    return CategoryRules().category(is_engagement, epic_title, (), "")
+
+
+def default_category_labels() -> dict[str, str]:
+    """``timesheet-category::PS Internal`` (scoped: one category an issue) or the bare category name."""
+    return {**{name: name for name in CATEGORIES}, **{CATEGORY_LABEL_PREFIX + name: name for name in CATEGORIES}}
+
+
+@dataclass(frozen=True)
+class CategoryRules:
+    """How a timelog's issue names its time-tracking category, on any GitLab edition.
+
+    In order: engagement issues are Project Work; a configured issue URL -> category mapping; the
+    issue's parent (the epic, where the instance has epics) titled like a category; a category label.
+    """
+
+    labels: Mapping[str, str] = field(default_factory=default_category_labels)
+    by_issue: Mapping[str, str] = field(default_factory=dict)
+
+    def category(self, is_engagement: bool, parent_title: str | None, labels: Sequence[str], url: str) -> str:
+        if is_engagement:
+            return BILLABLE_CATEGORY
+        mapped = self.by_issue.get(url) if url else None
+        if mapped:
+            return mapped
+        if parent_title in CATEGORIES:
+            return str(parent_title)
+        for label in labels:
+            named = self.labels.get(label)
+            if named:
+                return named
+        return UNCATEGORISED
 
 
 def is_billable(category: str) -> bool:
@@ -186,6 +317,12 @@ def working_days(period: Period, holidays: Iterable[date] = ()) -> int:
     return sum(1 for day in period.days() if day.weekday() < 5 and day not in off)
 
 
+@lru_cache(maxsize=256)
+def _weekdays(period: Period) -> int:
+    """Working days of a period without holidays (asked once per engineer: cached)."""
+    return working_days(period)
+
+
 def utilization(
     engineer: str,
     role: str | None,
@@ -196,7 +333,9 @@ def utilization(
     targets: Mapping[str, Decimal] = ROLE_TARGETS,
 ) -> Utilization:
     """Available = working days x 8 h minus PTO/holidays logged; utilization = billable / available."""
-    available = max(Decimal(working_days(period, holidays)) * HOURS_PER_DAY - pto_hours, Decimal(0))
+    off = tuple(holidays)
+    days = working_days(period, off) if off else _weekdays(period)
+    available = max(Decimal(days) * HOURS_PER_DAY - pto_hours, Decimal(0))
     share = (billable_hours / available).quantize(Decimal("0.0001")) if available else None
     target = targets.get(role or "")
     gap = (share - target).quantize(Decimal("0.0001")) if share is not None and target is not None else None
@@ -213,6 +352,7 @@ class RollupRules:
     rates: Mapping[str, Decimal]
     time_and_materials_types: tuple[str, ...]
     sku_hours: Mapping[str, Decimal]
+    rounding: str = "per_day"
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, object]) -> RollupRules:
@@ -231,7 +371,13 @@ class RollupRules:
         types = data.get("time_and_materials_types") or ()
         if not isinstance(titles, Mapping) or not isinstance(types, list | tuple):
             raise ValueError("timesheet rules: job_titles must be a mapping, time_and_materials_types a list")
+        rounding = str(data.get("rounding") or "per_day")
+        if rounding not in ROUNDING_POLICIES:
+            raise ValueError(
+                f"timesheet rules: rounding must be one of {', '.join(ROUNDING_POLICIES)}, not {rounding!r}"
+            )
         return cls(
+            rounding=rounding,
             role_targets=decimals("role_targets", data.get("role_targets") or {}),
             job_titles={str(title): str(role) for title, role in titles.items()},
             currency=str(rate_card.get("currency") or "USD"),
@@ -276,14 +422,20 @@ def progress(engagement: str, budgeted_hours: Decimal | None, approved_hours: De
 
 # --- locking and adjustments ---------------------------------------------------------------------------
 class Entry(NamedTuple):
-    """One rounded timelog as exported (a named tuple: the roll-up creates a million of them)."""
+    """One timelog as logged, unrounded (a named tuple: the roll-up creates a million of them).
+    Rounding happens per export line (see ``line_hours``), never per timelog behind finance's back."""
 
     timelog_id: str
     engineer: str
     day: date
     engagement: str
     category: str
-    hours: Decimal
+    seconds: int
+
+    @property
+    def hours(self) -> Decimal:
+        """Logged hours to the hundredth (unrounded to the quarter hour)."""
+        return exact_hours(self.seconds)
 
 
 @dataclass(frozen=True)
@@ -311,7 +463,7 @@ def adjustments(exported: Sequence[Entry], current: Sequence[Entry]) -> list[Adj
         elif (
             old is not None
             and new is not None
-            and (old.hours, old.day, old.engagement) != (new.hours, new.day, new.engagement)
+            and (old.seconds, old.day, old.engagement) != (new.seconds, new.day, new.engagement)
         ):
             changes.append(Adjustment(timelog_id, new.engineer, "edited", old.hours, new.hours, old.day, new.day))
     return changes
@@ -326,7 +478,7 @@ class Totals:
 
 
 def totals(entries: Iterable[Entry]) -> Totals:
-    """Sums of rounded entries per engineer (negative corrections netted and listed)."""
+    """Sums of logged (unrounded) hours per engineer (negative corrections netted and listed)."""
     result = Totals()
     for entry in entries:
         result.by_engineer[entry.engineer] += entry.hours
@@ -334,6 +486,110 @@ def totals(entries: Iterable[Entry]) -> Totals:
             result.billable[entry.engineer] += entry.hours
         if entry.category == PTO_CATEGORY:
             result.pto[entry.engineer] += entry.hours
-        if entry.hours < 0:
+        if entry.seconds < 0:
             result.corrections.append(entry)
     return result
+
+
+# --- certification issues (the handbook's ManagerCertifiedTimesheet issue, prepared) --------------------
+CERTIFICATION_MARKER = re.compile(
+    r"<!-- ps-integrations:timesheet-certification engineer=(?P<engineer>\S+) period=(?P<period>\S+) "
+    r"digest=(?P<digest>[0-9a-f]+) -->"
+)
+UPDATE_NOTE_MARKER = "<!-- ps-integrations:timesheet-certification-update digest={digest} -->"
+
+
+@dataclass(frozen=True)
+class CertificationRow:
+    """One row of a certification issue's table: an engagement (or internal category issue)."""
+
+    engagement: str
+    category: str
+    timelogs: int
+    seconds: int
+    hours: Decimal
+
+
+def certification_rows(entries: Iterable[Entry], policy: str) -> list[CertificationRow]:
+    """An engineer's period by engagement and category: each day's line rounded as in the export,
+    then summed per engagement (so the table adds up to the approved_hours.csv total)."""
+    lines: dict[tuple[str, str, date], list[int]] = defaultdict(list)
+    for entry in entries:
+        lines[(entry.engagement, entry.category, entry.day)].append(entry.seconds)
+    timelogs: dict[tuple[str, str], int] = defaultdict(int)
+    seconds: dict[tuple[str, str], int] = defaultdict(int)
+    hours: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for (engagement, category, _day), logged in lines.items():
+        timelogs[(engagement, category)] += len(logged)
+        seconds[(engagement, category)] += sum(logged)
+        hours[(engagement, category)] += line_hours(policy, logged)
+    return [
+        CertificationRow(engagement, category, timelogs[key], seconds[key], hours[key].quantize(CENT))
+        for key in sorted(timelogs, key=lambda pair: (pair[1], pair[0]))
+        for engagement, category in [key]
+    ]
+
+
+def certification_digest(rows: Sequence[CertificationRow]) -> str:
+    """A short fingerprint of a table: the issue carries it, so a re-run knows what the issue shows."""
+    text = "\n".join(f"{r.engagement}|{r.category}|{r.timelogs}|{r.seconds}|{r.hours}" for r in rows)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def certification_marker(engineer: str, period: str, digest: str) -> str:
+    return f"<!-- ps-integrations:timesheet-certification engineer={engineer} period={period} digest={digest} -->"
+
+
+def find_certification(description: str | None) -> tuple[str, str, str] | None:
+    """(engineer, period, digest) of a certification issue's hidden marker, if it has one."""
+    match = CERTIFICATION_MARKER.search(description or "")
+    return (match["engineer"], match["period"], match["digest"]) if match else None
+
+
+def _minutes_text(seconds: int) -> str:
+    sign = "-" if seconds < 0 else ""
+    minutes = abs(seconds) // 60
+    return f"{sign}{minutes // 60}:{minutes % 60:02d}"
+
+
+def certification_description(
+    engineer: str,
+    manager: str,
+    period: Period,
+    rows: Sequence[CertificationRow],
+    spreadsheet_markdown: str,
+    labels: ApprovalLabels,
+    policy: str,
+) -> str:
+    """The issue body: what the manager certifies, the hours table, the spreadsheet, how to approve."""
+    last_day = period.end - timedelta(days=1)
+    total_seconds = sum(row.seconds for row in rows)
+    total_hours = sum((row.hours for row in rows), Decimal("0.00"))
+    table = [
+        "| Category | Engagement | Timelogs | Logged (h:mm) | Hours |",
+        "|---|---|---:|---:|---:|",
+        *(
+            f"| {row.category} | {row.engagement} | {row.timelogs} | {_minutes_text(row.seconds)} | {row.hours} |"
+            for row in rows
+        ),
+        f"| **Total** | | {sum(row.timelogs for row in rows)} | {_minutes_text(total_seconds)} | **{total_hours}** |",
+    ]
+    if not rows:
+        table = ["No time was logged in this period."]
+    return "\n".join(
+        [
+            f"Timesheet of @{engineer} for **{period.key}** ({period.start.isoformat()} to {last_day.isoformat()}),"
+            f" prepared for certification by @{manager}.",
+            "",
+            *table,
+            "",
+            f"Hours are rounded under the `{policy}` policy of the roll-up's rules. "
+            f"Spreadsheet: {spreadsheet_markdown}",
+            "",
+            f"To certify, add the label `{labels.levels[0]}`; the Head of PS adds `{labels.levels[1]}` and the "
+            f"PS Finance Partner `{labels.levels[2]}`. Until it is certified, late changes to the period's time "
+            "update this table and are noted below.",
+            "",
+            certification_marker(engineer, period.key, certification_digest(rows)),
+        ]
+    )

@@ -20,29 +20,44 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from operator import attrgetter
+from itertools import groupby
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from ps_integrations.domain.timesheets import (
     BILLABLE_CATEGORY,
+    CATEGORIES,
+    CENT,
     PTO_CATEGORY,
+    UPDATE_NOTE_MARKER,
     ApprovalIssue,
     ApprovalLabels,
+    CategoryRules,
+    CertificationRow,
     Entry,
     Period,
     RollupRules,
+    RoundingCheck,
     adjustments,
     approved_periods,
-    category_of,
+    certification_description,
+    certification_digest,
+    certification_rows,
+    default_category_labels,
+    exact_hours,
+    find_certification,
     group_by_period,
     is_billable,
+    line_hours,
+    logged_minutes,
     parse_period_key,
     period_of,
     progress,
     read_approval,
     round_hours,
+    rounding_check,
     utilization,
 )
 from ps_integrations.exports import Column, ExportFile, csv_field, csv_file, csv_lines_file, format_value, json_file
@@ -55,19 +70,51 @@ RULES_FILE = INCLUDE_DIR / "ps_timesheet_rollup" / "rules.yml"
 JOB = "ps_timesheet_rollup"
 SOQL_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(__c)?$")
 
-TIMELOGS_QUERY = """
+TIMELOGS_QUERY_TEMPLATE = """
 query($group: GroupID!, $start: Time!, $end: Time!, $after: String) {
   timelogs(groupId: $group, startDate: $start, endDate: $end, first: 100, after: $after, sort: SPENT_AT_ASC) {
     pageInfo { hasNextPage endCursor }
     nodes {
       id spentAt timeSpent summary
       user { username }
-      issue { iid webUrl state title projectId epic { title } }
+      issue { iid webUrl state title projectId %(category_fields)s }
       project { fullPath }
     }
   }
 }
 """
+ISSUE_FIELDS_QUERY = '{ __type(name: "Issue") { fields { name } } }'
+
+
+@dataclass(frozen=True)
+class GitLabCapabilities:
+    """What the GitLab instance offers for categorising time (issue #20): GitLab Free/CE has no
+    epics - asking for ``Issue.epic`` there fails the whole query - so it is asked only where it exists."""
+
+    issue_epic: bool
+
+    @property
+    def category_fields(self) -> str:
+        return "epic { title }" if self.issue_epic else "labels(first: 20) { nodes { title } }"
+
+    def describe(self) -> str:
+        if self.issue_epic:
+            return "GitLab has epics: categories from the issue's epic"
+        return "GitLab without epics (Free/CE): categories from labels and the configured mapping"
+
+
+def gitlab_capabilities(gitlab: Any) -> GitLabCapabilities:
+    """Introspect the instance's ``Issue`` type once (GraphQL introspection works on every edition)."""
+    data = gitlab.graphql_query(ISSUE_FIELDS_QUERY)
+    fields = {item["name"] for item in ((data.get("__type") or {}).get("fields") or [])}
+    return GitLabCapabilities(issue_epic="epic" in fields)
+
+
+def timelogs_query(capabilities: GitLabCapabilities) -> str:
+    return TIMELOGS_QUERY_TEMPLATE % {"category_fields": capabilities.category_fields}
+
+
+TIMELOGS_QUERY = timelogs_query(GitLabCapabilities(issue_epic=True))  # a Premium/Ultimate instance
 
 
 @contextmanager
@@ -104,12 +151,32 @@ def _query_range(start: date, end: date) -> tuple[str, str]:
     return (start - timedelta(days=1)).isoformat(), (end + timedelta(days=1)).isoformat()
 
 
-def fetch_timelogs(gitlab: Any, group_path: str, start: date, end: date) -> list[dict[str, Any]]:
-    """Every timelog of the group logged on start..end (inclusive), one GraphQL page of 100 at a time."""
+def fetch_timelogs(
+    gitlab: Any,
+    group_path: str,
+    start: date,
+    end: date,
+    capabilities: GitLabCapabilities | None = None,
+    stats: dict[str, int] | None = None,
+) -> list[dict[str, Any]]:
+    """Every timelog of the group logged on start..end (inclusive), one GraphQL page of 100 at a time.
+
+    Timelogs are de-duplicated by id: how GitLab breaks ties between equal ``spentAt`` across page
+    boundaries is not documented, and a timelog seen on two pages must count once (the later copy
+    wins). ``stats["duplicates"]`` counts what was dropped.
+    """
     group = gitlab.client.groups.get(group_path)
     first, last = _query_range(start, end)
     variables = {"group": f"gid://gitlab/Group/{group.id}", "start": first, "end": last}
-    return list(gitlab.graphql_nodes(TIMELOGS_QUERY, variables, ["timelogs"]))
+    query = timelogs_query(capabilities) if capabilities is not None else TIMELOGS_QUERY
+    by_id: dict[str, dict[str, Any]] = {}
+    seen = 0
+    for node in gitlab.graphql_nodes(query, variables, ["timelogs"]):
+        seen += 1
+        by_id[str(node["id"])] = node
+    if stats is not None:
+        stats["duplicates"] = stats.get("duplicates", 0) + seen - len(by_id)
+    return list(by_id.values())
 
 
 PERIOD_FIGURES_PER_QUERY = 20  # aliases per GraphQL request, well inside GitLab's query complexity limit
@@ -142,31 +209,51 @@ def fetch_period_figures(gitlab: Any, group_path: str, periods: list[Period]) ->
     return figures
 
 
-def _local_day_reader(business_timezone: str) -> Callable[[str], date]:
+def _local_day_reader(business_timezone: str, server_timezone: str = "UTC") -> Callable[[str], date]:
     """``spentAt`` (ISO 8601, UTC) -> business-local date, converting once per UTC hour.
 
     Time-zone offsets change only on UTC hour boundaries, so the local time of the hour's start
     plus the minutes decides the date; a million timelogs touch about 17,000 distinct hours.
+    A date-only ``/spend 1h 2026-10-05`` is stored by GitLab at midnight in the *server's* time
+    zone: a ``spentAt`` exactly on the server's midnight keeps the server-local date the engineer
+    typed, wherever the business time zone is.
     """
     zone = ZoneInfo(business_timezone)
-    hour_starts: dict[str, datetime] = {}
+    server = ZoneInfo(server_timezone)
+    hour_starts: dict[str, tuple[datetime, datetime]] = {}
 
     def local_day(spent_at: str) -> date:
         if len(spent_at) < 16 or not (spent_at.endswith("Z") or spent_at.endswith("+00:00")):
             moment = datetime.fromisoformat(spent_at.replace("Z", "+00:00"))
             if moment.tzinfo is None:
                 raise ValueError(f"timelog time {spent_at!r} carries no time zone")
+            on_server = moment.astimezone(server)
+            if on_server.time() == datetime.min.time():
+                return on_server.date()
             return moment.astimezone(zone).date()
         hour = spent_at[:13]
-        start = hour_starts.get(hour)
-        if start is None:
-            start = hour_starts[hour] = datetime.fromisoformat(hour + ":00:00+00:00").astimezone(zone)
+        starts = hour_starts.get(hour)
+        if starts is None:
+            utc_start = datetime.fromisoformat(hour + ":00:00+00:00")
+            starts = hour_starts[hour] = (utc_start.astimezone(zone), utc_start.astimezone(server))
+        start, server_start = starts
+        if server_start.hour == 0 and server_start.minute == 0 and _on_the_hour(spent_at):
+            return server_start.date()  # a date-only entry: the server's calendar day
         minutes = start.minute + int(spent_at[14:16])
         if start.hour == 23 and minutes >= 60:
             return start.date() + timedelta(days=1)
         return start.date()
 
     return local_day
+
+
+def _on_the_hour(spent_at: str) -> bool:
+    """``2026-10-05T00:00:00Z`` / ``...00:00.000Z`` / ``...00:00+00:00``: no minutes, seconds or fraction."""
+    tail = spent_at[14:].removesuffix("Z").removesuffix("+00:00")
+    return tail in ("00:00", "00:00.000", "00:00.000000", "00")
+
+
+NOT_PAYABLE = ("no_issue", "future_dated")  # findings whose timelog is left out of every total
 
 
 def to_entries(
@@ -176,12 +263,19 @@ def to_entries(
     first_day: date,
     last_day: date,
     today: date,
+    categories: CategoryRules | None = None,
+    server_timezone: str = "UTC",
 ) -> tuple[list[Entry], list[TimelogFinding]]:
-    """Rounded entries whose business-local date is in [first_day, last_day], and what looks wrong."""
-    local_day = _local_day_reader(business_timezone)
-    # plain dicts as caches: a million timelogs have a few dozen durations and categories
-    hours_of: dict[Any, Decimal] = {}
-    categories: dict[tuple[str | None, bool], str] = {}
+    """Unrounded entries whose business-local date is in [first_day, last_day], and what looks wrong.
+
+    Timelogs without an issue or dated after ``today`` are not payable: they become findings and
+    no entry (a future-dated timelog is picked up once its day has come, as an adjustment if its
+    period was exported by then).
+    """
+    local_day = _local_day_reader(business_timezone, server_timezone)
+    rules = categories or CategoryRules()
+    # plain dict as cache: a million timelogs have a few dozen categories
+    category_cache: dict[Any, str] = {}
     make_entry = Entry._make
     entries, findings = [], []
     for node in nodes:
@@ -194,26 +288,32 @@ def to_entries(
         if issue is None:
             findings.append(TimelogFinding(timelog_id, engineer, "no_issue", "timelog without an issue", day))
             continue
+        url = str(issue.get("webUrl") or "")
+        seconds = int(node["timeSpent"])
         if day > today:
             findings.append(
-                TimelogFinding(timelog_id, engineer, "future_dated", f"future-dated entry ({day.isoformat()})", day)
+                TimelogFinding(
+                    timelog_id,
+                    engineer,
+                    "future_dated",
+                    f"future-dated entry ({day.isoformat()}, {seconds / 60:g} min on {url}), not paid before its day",
+                    day,
+                )
             )
+            continue
         is_engagement = (node.get("project") or {}).get("fullPath") == engagement_project
-        url = str(issue.get("webUrl") or "")
         if is_engagement and issue.get("state") == "closed":
             findings.append(
                 TimelogFinding(timelog_id, engineer, "closed_engagement", f"time on a closed engagement ({url})", day)
             )
         epic = issue.get("epic")
-        kind = (epic.get("title") if epic else None, is_engagement)
-        category = categories.get(kind)
+        labels = issue.get("labels")
+        label_names = tuple(str(label.get("title")) for label in labels.get("nodes") or [] if label) if labels else ()
+        kind = (is_engagement, epic.get("title") if epic else None, label_names, url if rules.by_issue else "")
+        category = category_cache.get(kind)
         if category is None:
-            category = categories[kind] = category_of(*kind)
-        seconds = node["timeSpent"]
-        hours = hours_of.get(seconds)
-        if hours is None:
-            hours = hours_of[seconds] = round_hours(int(seconds))
-        entries.append(make_entry((timelog_id, engineer, day, url, category, hours)))
+            category = category_cache[kind] = rules.category(*kind)
+        entries.append(make_entry((timelog_id, engineer, day, url, category, seconds)))
     return entries, findings
 
 
@@ -226,7 +326,21 @@ def fetch_approval_issues(gitlab: Any, project_path: str, labels: ApprovalLabels
         if not any(name.startswith(labels.period_prefix) or name in labels.levels for name in names):
             continue
         assignees = tuple(str(assignee["username"]) for assignee in (issue.assignees or []))
-        issues.append(ApprovalIssue(int(issue.iid), names, assignees, issue.web_url))
+        marker = find_certification(issue.description)
+        issues.append(
+            ApprovalIssue(
+                int(issue.iid),
+                names,
+                assignees,
+                issue.web_url,
+                certified_engineer=marker[0] if marker else None,
+                author=str((issue.author or {}).get("username") or ""),
+                issue_id=int(issue.id),
+                description=str(issue.description or ""),
+                state=str(issue.state),
+                in_epic=bool(getattr(issue, "epic_iid", None)),
+            )
+        )
     return issues
 
 
@@ -345,13 +459,16 @@ APPROVED_HOURS_COLUMNS = (
     Column("sku", "Main SKU of the engagement (largest line item of the opportunity)"),
     Column("category", "Project Work, PS Internal, Internal Assisted, Global Company Meetings or PTO/Holidays"),
     Column("billable", "true when the hours are billable"),
-    Column("hours", "Hours, rounded to the quarter hour (negative: a correction)"),
+    Column("timelogs", "Number of GitLab timelogs in the row (one row per engineer, date and engagement)"),
+    Column("logged_minutes", "Minutes logged, unrounded (negative: a correction)"),
+    Column("hours", "Hours billed under the rules' rounding policy (manifest.json: rounding)"),
 )
 UTILIZATION_COLUMNS = (
     Column("engineer", "GitLab username"),
     Column("role", "engineer, project_manager, technical_architect or trainer"),
     Column("period", "Timesheet period"),
     Column("billable_hours", "Approved billable hours in the period"),
+    Column("logged_hours", "Approved hours in the period, rounded as in approved_hours.csv"),
     Column("available_hours", "Working days x 8 h minus PTO/holiday hours"),
     Column("utilization_pct", "billable / available, percent"),
     Column("target_pct", "Target for the role, percent"),
@@ -415,19 +532,73 @@ def _by_engineer_day_engagement(entries: list[Entry]) -> list[Entry]:
     return ordered
 
 
-def _approved_hours_lines(period: Period, entries: list[Entry], engagements: dict[str, EngagementInfo]) -> list[str]:
-    """approved_hours.csv rows, rendered once per distinct value: a large team's year has a million
-    rows but few distinct engineers, engagements, days and hour values."""
-    engineers: dict[str, str] = {}
+@dataclass
+class EngineerSums:
+    """One engineer's figures of a period, summed from the export lines."""
+
+    seconds: int = 0
+    timelogs: int = 0
+    lines: int = 0
+    rounded: Decimal = Decimal("0.00")
+    billable: Decimal = Decimal("0.00")
+    pto: Decimal = Decimal("0.00")
+
+
+def _approved_hours_lines(
+    period: Period, entries: list[Entry], engagements: dict[str, EngagementInfo], policy: str
+) -> tuple[list[str], dict[str, EngineerSums], dict[tuple[str, str], Decimal]]:
+    """approved_hours.csv rows - one per engineer, date and engagement, rounded under ``policy`` -
+    with the per-engineer sums and the billable hours per (engagement, engineer).
+
+    Cells are rendered once per distinct value: a large team's year has a million timelogs but
+    few distinct engineers, engagements, days and durations. Per-engineer sums are kept in locals
+    and stored when the (sorted) engineer changes.
+    """
     described: dict[str, str] = {}
     days: dict[date, str] = {}
-    kinds: dict[tuple[str, Decimal], str] = {}
+    kinds: dict[str, tuple[str, bool, bool]] = {}
+    by_seconds: dict[int, tuple[Decimal, str]] = {}  # line seconds -> (hours, "minutes,hours")
+    per_entry: dict[int, Decimal] = {}
+    sums: dict[str, EngineerSums] = {}
+    billable_by: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    rounds_per_entry = policy == "per_entry"
+    exact = policy == "none"
     key = csv_field(period.key)
-    lines = []
-    for _timelog_id, name, when, engagement, category, hours in _by_engineer_day_engagement(entries):
-        engineer = engineers.get(name)
-        if engineer is None:
-            engineer = engineers[name] = f"{csv_field(name)},{key}"
+    lines: list[str] = []
+    append = lines.append
+    current: str | None = None
+    engineer = ""
+    figures = EngineerSums()
+    zero = Decimal("0.00")
+    for (name, when, engagement), group in groupby(_by_engineer_day_engagement(entries), key=_LINE_KEY):
+        members = list(group)
+        category = members[0][4]
+        if len(members) == 1:
+            seconds = members[0][5]
+            count = 1
+        else:
+            seconds = sum(map(_SECONDS, members))
+            count = len(members)
+        if rounds_per_entry:
+            hours = zero
+            for entry_seconds in map(_SECONDS, members):
+                rounded = per_entry.get(entry_seconds)
+                if rounded is None:
+                    rounded = per_entry[entry_seconds] = round_hours(entry_seconds)
+                hours += rounded
+            hours = hours.quantize(CENT)
+            cells = f"{format_value(logged_minutes(seconds))},{format_value(hours)}"
+        else:
+            cached = by_seconds.get(seconds)
+            if cached is None:
+                line = exact_hours(seconds) if exact else round_hours(seconds)
+                cached = by_seconds[seconds] = (line, f"{format_value(logged_minutes(seconds))},{format_value(line)}")
+            hours, cells = cached
+        if name != current:
+            if current is not None:
+                sums[current] = figures
+            current, figures = name, EngineerSums()
+            engineer = f"{csv_field(name)},{key}"
         about = described.get(engagement)
         if about is None:
             info = engagements.get(engagement) or EngagementInfo(engagement)
@@ -437,12 +608,51 @@ def _approved_hours_lines(period: Period, entries: list[Entry], engagements: dic
         day = days.get(when)
         if day is None:
             day = days[when] = when.isoformat()
-        tail = kinds.get((category, hours))
-        if tail is None:
-            billable = "true" if is_billable(category) else "false"
-            tail = kinds[(category, hours)] = f"{csv_field(category)},{billable},{format_value(hours)}"
-        lines.append(f"{engineer},{day},{about},{tail}")
-    return lines
+        kind = kinds.get(category)
+        if kind is None:
+            billable = is_billable(category)
+            kind = kinds[category] = (
+                f"{csv_field(category)},{'true' if billable else 'false'}",
+                billable,
+                category == PTO_CATEGORY,
+            )
+        append(f"{engineer},{day},{about},{kind[0]},{count},{cells}")
+        figures.seconds += seconds
+        figures.timelogs += count
+        figures.lines += 1
+        figures.rounded += hours
+        if kind[1]:
+            figures.billable += hours
+            billable_by[(engagement, name)] += hours
+        elif kind[2]:
+            figures.pto += hours
+    if current is not None:
+        sums[current] = figures
+    return lines, sums, billable_by
+
+
+_LINE_KEY = itemgetter(1, 2, 3)  # (engineer, day, engagement) of an Entry
+_SECONDS = itemgetter(5)
+
+
+@dataclass
+class PeriodExport:
+    """The data files of one period's export and the rounding check of its manifest."""
+
+    files: list[ExportFile]
+    rounding: list[RoundingCheck]
+    policy: str
+
+    @property
+    def rounding_within_bounds(self) -> bool:
+        return all(check.within_bound for check in self.rounding)
+
+    def rounding_manifest(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "within_bounds": self.rounding_within_bounds,
+            "engineers": [check.to_dict() for check in self.rounding],
+        }
 
 
 def period_export(
@@ -454,50 +664,42 @@ def period_export(
     findings: list[tuple[str, str, str]],
     rules: RollupRules,
     weekly_minimum: Decimal = Decimal(40),
-) -> list[ExportFile]:
+    approved_engineers: Iterable[str] = (),
+) -> PeriodExport:
     """The data files of one period's export (the caller adds adjustments, the manifest and README).
 
     ``hours_before``: approved billable hours per engagement exported for earlier periods.
+    ``approved_engineers``: engineers released for the period, also those who logged nothing.
     """
-    # one pass over the entries: sums per engineer, and billable hours per (engagement, engineer)
-    logged: dict[str, Decimal] = defaultdict(Decimal)
-    billable: dict[str, Decimal] = defaultdict(Decimal)
-    pto: dict[str, Decimal] = defaultdict(Decimal)
-    billable_by: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    for _timelog_id, engineer, _day, engagement, category, hours in entries:  # unpacking beats attributes
-        logged[engineer] += hours
-        if category == BILLABLE_CATEGORY:
-            billable[engineer] += hours
-            billable_by[(engagement, engineer)] += hours
-        elif category == PTO_CATEGORY:
-            pto[engineer] += hours
-    hours_lines = _approved_hours_lines(period, entries, engagements)
+    hours_lines, sums, billable_by = _approved_hours_lines(period, entries, engagements, rules.rounding)
+    for engineer in approved_engineers:
+        sums.setdefault(engineer, EngineerSums())
     all_findings = list(findings)
     utilization_rows = []
-    for engineer in sorted(logged):
+    rounding = []
+    for engineer in sorted(sums):
+        figures = sums[engineer]
         role = roles.get(engineer)
-        result = utilization(
-            engineer,
-            role,
-            billable.get(engineer, Decimal(0)),
-            pto.get(engineer, Decimal(0)),
-            period,
-            targets=rules.role_targets,
-        )
+        result = utilization(engineer, role, figures.billable, figures.pto, period, targets=rules.role_targets)
         utilization_rows.append(
             {
                 "engineer": engineer,
                 "role": role or "",
                 "period": period.key,
-                "billable_hours": result.billable_hours,
-                "available_hours": result.available_hours,
+                "billable_hours": result.billable_hours.quantize(CENT),
+                "logged_hours": figures.rounded.quantize(CENT),
+                "available_hours": result.available_hours.quantize(CENT),
                 "utilization_pct": _pct(result.utilization),
                 "target_pct": _pct(result.target),
                 "gap_pct": _pct(result.gap),
             }
         )
-        if "-W" in period.key and logged[engineer] < weekly_minimum:
-            all_findings.append((engineer, "under_minimum", f"{logged[engineer]} h logged, minimum {weekly_minimum} h"))
+        rounding.append(
+            rounding_check(engineer, rules.rounding, figures.seconds, figures.timelogs, figures.lines, figures.rounded)
+        )
+        if "-W" in period.key and figures.rounded < weekly_minimum:
+            logged = "no time logged" if not figures.timelogs else f"{figures.rounded.quantize(CENT)} h logged"
+            all_findings.append((engineer, "under_minimum", f"{logged}, minimum {weekly_minimum} h"))
     period_hours: dict[str, Decimal] = defaultdict(Decimal)
     revenue: dict[str, Decimal] = defaultdict(Decimal)
     for (engagement, engineer), hours in billable_by.items():
@@ -524,26 +726,26 @@ def period_export(
                 "engagement": url,
                 "opportunity_id": info.opportunity_id,
                 "account": info.account,
-                "budgeted_hours": info.budgeted_hours,
+                "budgeted_hours": _cents(info.budgeted_hours),
                 "budget_source": info.budget_source,
-                "period_hours": period_hours[url],
-                "approved_hours_to_date": done.approved_hours,
+                "period_hours": _cents(period_hours[url]),
+                "approved_hours_to_date": _cents(done.approved_hours),
                 "percent_complete": done.percent_complete,
                 "over_budget": done.over_budget,
                 "billing": "time_and_materials" if info.time_and_materials else "fixed_price",
-                "hourly_rate": (revenue[url] / period_hours[url]).quantize(Decimal("0.01")) if billed else None,
+                "hourly_rate": (revenue[url] / period_hours[url]).quantize(CENT) if billed else None,
                 "currency": rules.currency if info.time_and_materials else "",
-                "revenue_to_release": revenue[url].quantize(Decimal("0.01")) if info.time_and_materials else None,
+                "revenue_to_release": revenue[url].quantize(CENT) if info.time_and_materials else None,
             }
         )
     finding_rows = [
         {"engineer": engineer, "period": period.key, "kind": kind, "detail": detail}
         for engineer, kind, detail in sorted(set(all_findings))
     ]
-    return [
+    files = [
         csv_lines_file(
             "approved_hours.csv",
-            "Every approved timelog of the period, rounded to the quarter hour.",
+            "Approved hours per engineer, date and engagement: timelogs, unrounded minutes, billed hours.",
             APPROVED_HOURS_COLUMNS,
             hours_lines,
         ),
@@ -566,6 +768,11 @@ def period_export(
             finding_rows,
         ),
     ]
+    return PeriodExport(files, rounding, rules.rounding)
+
+
+def _cents(value: Decimal | None) -> Decimal | None:
+    return None if value is None else value.quantize(CENT)
 
 
 def row_count(export: ExportFile) -> int:
@@ -574,6 +781,22 @@ def row_count(export: ExportFile) -> int:
 
 
 # --- locking -----------------------------------------------------------------------------------------
+def as_exported_before_seconds(entry: Entry, legacy: dict[str, Decimal]) -> Entry:
+    """A timelog exported before seconds were kept is unchanged when it still rounds to what was
+    exported: compare it as that (no flood of 'edited' adjustments for 6-minute entries on upgrade)."""
+    hours = legacy.get(entry.timelog_id)
+    if hours is not None and round_hours(entry.seconds) == hours:
+        return entry._replace(seconds=int(hours * 3600))
+    return entry
+
+
+def _stored_seconds(row: dict[str, Any]) -> int:
+    """Seconds of an exported timelog; rows from before schema 008 have only their rounded hours."""
+    if row.get("seconds") is not None:
+        return int(row["seconds"])
+    return int(Decimal(str(row["hours"])) * 3600)
+
+
 class ExportLedger:
     """What was exported per (period, engineer), in the state store.
 
@@ -603,18 +826,30 @@ class ExportLedger:
                 date.fromisoformat(row["day"]),
                 row["engagement"],
                 row["category"],
-                Decimal(row["hours"]),
+                _stored_seconds(row),
             )
             for row in self.store.fetch_all("timesheets/exported_entries", {"period": period})
         ]
 
-    def billable_before(self, day: date, category: str) -> dict[str, Decimal]:
-        """Exported hours per engagement of the category dated before ``day``."""
-        hours: dict[str, Decimal] = defaultdict(Decimal)
+    def legacy_rounded_hours(self, period: str) -> dict[str, Decimal]:
+        """timelog id -> the per-timelog rounded hours of rows exported before schema 008 kept seconds."""
+        return {
+            row["timelog_id"]: Decimal(str(row["hours"]))
+            for row in self.store.fetch_all("timesheets/exported_entries", {"period": period})
+            if row.get("seconds") is None
+        }
+
+    def billable_before(self, day: date, category: str, policy: str = "per_day") -> dict[str, Decimal]:
+        """Exported hours per engagement of the category dated before ``day``, rounded per export
+        line (engineer, day, engagement) under ``policy`` as the exports were."""
+        seconds_by_line: dict[tuple[str, str, str], list[int]] = defaultdict(list)
         for row in self.store.fetch_all(
             "timesheets/billable_before", {"category": category, "before": day.isoformat()}
         ):
-            hours[row["engagement"]] += Decimal(row["hours"])
+            seconds_by_line[(row["engagement"], row["engineer"], row["day"])].append(_stored_seconds(row))
+        hours: dict[str, Decimal] = defaultdict(Decimal)
+        for (engagement, _engineer, _day), seconds in seconds_by_line.items():
+            hours[engagement] += line_hours(policy, seconds)
         return dict(hours)
 
     def lock(
@@ -633,7 +868,8 @@ class ExportLedger:
                             "day": entry.day.isoformat(),
                             "engagement": entry.engagement,
                             "category": entry.category,
-                            "hours": str(entry.hours),
+                            "hours": str(exact_hours(entry.seconds)),
+                            "seconds": entry.seconds,
                         }
                         for entry in entries
                     ],
@@ -731,6 +967,36 @@ class ExportLedger:
 
 
 # --- the job -------------------------------------------------------------------------------------------
+def refuse_unfinished(selection: Iterable[Period], today: date, business_timezone: str) -> None:
+    """A manual run may not export, lock or mail a period that has not ended (a preview may look)."""
+    from ps_integrations.exceptions import ConfigurationError
+
+    unfinished = sorted(period for period in selection if period.end > today)
+    if unfinished:
+        names = ", ".join(
+            f"{period.key} (ends {period.end.isoformat()} 00:00 {business_timezone})" for period in unfinished
+        )
+        raise ConfigurationError(
+            f"refused: {names} has not ended (today is {today.isoformat()} in {business_timezone}); "
+            "a period is exported, locked and mailed only once it is over. "
+            "Trigger with preview=true to look at its hours without writing anything."
+        )
+
+
+def check_time_zones(schedule_timezone: str, config: RollupConfig) -> None:
+    """The schedule (``PS_BUSINESS_TIMEZONE``) and the dating of timelogs (the variable's
+    ``business_timezone``) must be one business time zone, or periods and runs disagree."""
+    from ps_integrations.exceptions import ConfigurationError
+
+    if ZoneInfo(schedule_timezone).key != ZoneInfo(config.business_timezone).key:
+        raise ConfigurationError(
+            f"business time zones disagree: the schedule runs in PS_BUSINESS_TIMEZONE={schedule_timezone!r} "
+            f"but ps_timesheet_rollup_config.business_timezone is {config.business_timezone!r}. "
+            "Set one: drop business_timezone from the variable (it follows PS_BUSINESS_TIMEZONE) "
+            "or set PS_BUSINESS_TIMEZONE to the same zone."
+        )
+
+
 def default_business_timezone() -> str:
     """The business time zone the DAG is scheduled in (``PS_BUSINESS_TIMEZONE``, UTC by default)."""
     return os.environ.get("PS_BUSINESS_TIMEZONE", "UTC")
@@ -750,6 +1016,15 @@ class RollupConfig:
     budget_field: str = "Budgeted_Hours__c"
     adjustment_lookback_weeks: int = 8
     finance_recipients: str = "finance@example.com"
+    # any GitLab (issue #20): categories without epics, the server's time zone for date-only entries
+    category_labels: dict[str, str] = field(default_factory=default_category_labels)
+    category_issues: dict[str, str] = field(default_factory=dict)
+    gitlab_server_timezone: str = "UTC"
+    # certification issues (issue #20)
+    certification_issues: bool = True
+    managers: dict[str, str] = field(default_factory=dict)
+    manager_job_titles: tuple[str, ...] = ("Delivery Manager",)
+    time_tracking_epic: str = "Time Tracking"
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> RollupConfig:
@@ -764,7 +1039,19 @@ class RollupConfig:
                 f"(the position of the releasing label in approval_labels)"
             )
         ZoneInfo(config.business_timezone)  # unknown zones fail here, naming the zone
+        ZoneInfo(config.gitlab_server_timezone)
+        for name, mapping in (("category_labels", config.category_labels), ("category_issues", config.category_issues)):
+            unknown = sorted({str(category) for category in mapping.values()} - set(CATEGORIES))
+            if unknown:
+                raise ValueError(
+                    f"ps_timesheet_rollup_config: {name} names unknown categories {unknown} "
+                    f"(known: {', '.join(CATEGORIES)})"
+                )
         return config
+
+    @property
+    def categories(self) -> CategoryRules:
+        return CategoryRules(dict(self.category_labels), dict(self.category_issues))
 
     @property
     def labels(self) -> ApprovalLabels:
@@ -847,19 +1134,27 @@ class TimesheetRollup:
             }
         )
 
-    def run(self, until: date, selection: list[Period] | None, today: date, now: datetime) -> RunSummary:
-        """Export every released period not exported yet that ended by ``until`` (or the selection)."""
+    def run(
+        self, until: date, selection: list[Period] | None, today: date, now: datetime, preview: bool = False
+    ) -> RunSummary:
+        """Export every released period not exported yet that ended by ``until`` (or the selection).
+
+        ``preview``: read and compute, write nothing (no export, lock, mail or issue); the only way
+        to look at a period that has not ended.
+        """
+        if selection is not None and not preview:
+            refuse_unfinished(selection, today, self.config.business_timezone)
+        self.preview = preview
         with collector_paused():
-            return self._run(until, selection, today, now)
+            return self._run(min(until, today), selection, today, now)
 
     def _run(self, until: date, selection: list[Period] | None, today: date, now: datetime) -> RunSummary:
         config, summary = self.config, self.summary
+        preview = self.preview
         members = self.gitlab.client.groups.get(config.group).members_all.list(get_all=True)
         roles = {m.username: role for m in members if (role := self.rules.role_of(getattr(m, "job_title", "")))}
-        approvals = [
-            read_approval(issue, config.labels, set(roles))
-            for issue in fetch_approval_issues(self.gitlab, config.time_tracking_project, config.labels)
-        ]
+        approval_issues = fetch_approval_issues(self.gitlab, config.time_tracking_project, config.labels)
+        approvals = [read_approval(issue, config.labels, set(roles)) for issue in approval_issues]
         untrusted = [a for a in approvals if not a.trusted]
         for approval in untrusted:
             summary.note(f"untrusted approval issue #{approval.issue_iid}: {approval.problem}")
@@ -869,34 +1164,55 @@ class TimesheetRollup:
             targets = sorted(set(selection))
         else:
             open_keys = {key for (engineer, key) in released if engineer not in locks.get(key, {})}
-            targets = sorted(
-                period
-                for period in (parse_period_key(key) for key in open_keys)
-                if period.end <= until + timedelta(days=1)
-            )
+            targets = sorted(period for period in (parse_period_key(key) for key in open_keys) if period.end <= until)
         if not targets:
             summary.note(f"no newly approved period ended by {until.isoformat()}: nothing to export")
         just_ended = period_of(until - timedelta(days=1), config.period_length)
+        last_ended = (
+            just_ended
+            if just_ended.end <= until
+            else period_of(just_ended.start - timedelta(days=1), config.period_length)
+        )
         checked, figures = self._locked_periods_to_check(locks, targets, until)
-        wanted = sorted({*targets, *checked, just_ended})
+        certify = self._periods_to_certify(approval_issues, last_ended) if not self.preview else []
+        wanted = sorted({*targets, *checked, just_ended, *certify})
         entries_by_period: dict[str, list[Entry]] = defaultdict(list)
         findings_by_period: dict[str, list[TimelogFinding]] = defaultdict(list)
         pages = 0
+        capabilities = gitlab_capabilities(self.gitlab)
+        summary.note(capabilities.describe())
+        fetch_stats: dict[str, int] = {}
         for first, last in contiguous_ranges(wanted):
-            nodes = fetch_timelogs(self.gitlab, config.group, first, last)
+            nodes = fetch_timelogs(self.gitlab, config.group, first, last, capabilities, fetch_stats)
             pages += getattr(self.gitlab, "graphql_pages", 0)
-            fetched, odd = to_entries(nodes, config.business_timezone, config.engagements_project, first, last, today)
+            fetched, odd = to_entries(
+                nodes,
+                config.business_timezone,
+                config.engagements_project,
+                first,
+                last,
+                today,
+                config.categories,
+                config.gitlab_server_timezone,
+            )
             for period, grouped in group_by_period(fetched, config.period_length).items():
                 entries_by_period[period.key].extend(grouped)
             for period, odd_ones in group_by_period(odd, config.period_length).items():
                 findings_by_period[period.key].extend(odd_ones)
         summary.note(f"GitLab GraphQL pages read: {pages}")
+        if fetch_stats.get("duplicates"):
+            summary.note(f"{fetch_stats['duplicates']} timelog(s) GitLab returned on two pages counted once")
+        if preview:
+            for period in targets or [just_ended]:
+                self._preview(period, entries_by_period[period.key], findings_by_period[period.key], today)
+            return summary
 
         for period in checked:
             locked = set(locks[period.key])
+            legacy = self.ledger.legacy_rounded_hours(period.key)
             changes = adjustments(
                 [e for e in self.ledger.exported_entries(period.key) if e.engineer in locked],
-                [e for e in entries_by_period[period.key] if e.engineer in locked],
+                [as_exported_before_seconds(e, legacy) for e in entries_by_period[period.key] if e.engineer in locked],
             )
             if changes:
                 self.ledger.record_adjustments(period.key, changes, now)
@@ -934,16 +1250,29 @@ class TimesheetRollup:
                 for a in untrusted
                 if a.period == period.key
             ]
-            files = period_export(
+            built = period_export(
                 period,
                 entries,
                 roles,
                 directory,
-                self.ledger.billable_before(period.start, "Project Work"),
+                self.ledger.billable_before(period.start, BILLABLE_CATEGORY, self.rules.rounding),
                 findings,
                 self.rules,
                 Decimal(config.weekly_minimum_hours),
+                approved_engineers=[*locked_here, *fresh_engineers],
             )
+            files = built.files
+            if not built.rounding_within_bounds:
+                for check in built.rounding:
+                    if not check.within_bound:
+                        summary.fail(
+                            RecordFailure(
+                                "timesheet export",
+                                f"{period.key} {check.engineer}",
+                                f"rounded {check.rounded_hours} h against {check.logged_hours} h logged: "
+                                f"off by more than the {built.policy} bound {check.bound} h",
+                            )
+                        )
             reported = self.ledger.attach_pending(folder) if fresh_engineers else self.ledger.reported_in(folder)
             if reported:
                 files.append(
@@ -990,6 +1319,7 @@ class TimesheetRollup:
                         f.name: {"sha256": f.sha256, "bytes": len(f.content), "rows": rows[f.name]} for f in files
                     },
                     "approvals": approval_state,
+                    "rounding": built.rounding_manifest(),
                     "release_level": config.release_level,
                     "release_label": config.approval_labels[config.release_level - 1],
                 },
@@ -1015,7 +1345,214 @@ class TimesheetRollup:
         if landed:
             summary.note(f"exports: {', '.join(item.paths[0].rsplit('/', 1)[0] for item in landed)}")
             self._mail_finance(landed)
+        if certify:
+            people = {member.username: member for member in members}
+            for period in certify:
+                self._certify(period, entries_by_period[period.key], roles, people, approval_issues, capabilities)
         return summary
+
+    # --- certification issues ----------------------------------------------------------------------------
+    def _periods_to_certify(self, issues: list[ApprovalIssue], last_ended: Period) -> list[Period]:
+        """The latest period that has ended (a month is certified on the first run after it), and
+        periods of certification issues the job opened that a manager has not certified yet (late
+        changes still update their tables)."""
+        if not self.config.certification_issues:
+            return []
+        periods = {last_ended}
+        for issue in issues:
+            marker = find_certification(issue.description)
+            if marker and issue.state == "opened" and self.config.labels.levels[0] not in issue.labels:
+                periods.add(parse_period_key(marker[1]))
+        return sorted(periods)
+
+    def _certify(
+        self,
+        period: Period,
+        entries: list[Entry],
+        roles: dict[str, str],
+        people: dict[str, Any],
+        issues: list[ApprovalIssue],
+        capabilities: GitLabCapabilities,
+    ) -> None:
+        """Open once, per PS engineer, the issue the manager certifies; keep it current until certified."""
+        import gitlab.exceptions
+
+        from ps_integrations.exceptions import GitLabApiError
+
+        labels = self.config.labels
+        period_label = labels.period_prefix + period.key
+        ours: dict[str, ApprovalIssue] = {}
+        by_hand: dict[str, ApprovalIssue] = {}
+        for issue in issues:
+            marker = find_certification(issue.description)
+            if marker is not None and marker[1] == period.key:
+                ours.setdefault(marker[0], issue)
+            elif marker is None and period_label in issue.labels and len(issue.assignees) == 1:
+                by_hand[issue.assignees[0]] = issue
+        per_engineer: dict[str, list[Entry]] = defaultdict(list)
+        for entry in entries:
+            per_engineer[entry.engineer].append(entry)
+        for engineer in sorted(roles):
+            rows = certification_rows(per_engineer.get(engineer, []), self.rules.rounding)
+            try:
+                if engineer in ours:
+                    self._refresh_certification(ours[engineer], engineer, period, rows, per_engineer, capabilities)
+                elif engineer in by_hand:
+                    self.summary.add("certification issues already there")
+                else:
+                    self._open_certification(engineer, period, rows, per_engineer, people, issues, capabilities)
+            except (GitLabApiError, gitlab.exceptions.GitlabError) as error:
+                self.summary.fail(RecordFailure("GitLab", f"certification issue {period.key} {engineer}", str(error)))
+
+    def _manager_of(self, engineer: str, people: dict[str, Any], issues: list[ApprovalIssue]) -> str | None:
+        """The engineer's manager: configured (``managers``), else the group's only member with a
+        manager job title, else the manager who wrote the engineer's latest approval issue."""
+        configured = self.config.managers.get(engineer)
+        if configured:
+            return configured if configured in people else None
+        titles = set(self.config.manager_job_titles)
+        managers = {name for name, member in people.items() if getattr(member, "job_title", "") in titles}
+        if len(managers) == 1:
+            return next(iter(managers))
+        written = [
+            issue
+            for issue in issues
+            if issue.certified_engineer is None and issue.assignees == (engineer,) and issue.author in managers
+        ]
+        return max(written, key=lambda issue: issue.iid).author if written else None
+
+    def _spreadsheet(self, engineer: str, period: Period, entries: list[Entry]) -> tuple[str, bytes]:
+        from ps_integrations.xlsx import workbook_bytes
+
+        lines: dict[tuple[date, str, str], list[int]] = defaultdict(list)
+        for entry in entries:
+            lines[(entry.day, entry.engagement, entry.category)].append(entry.seconds)
+        rows = [
+            [
+                day.isoformat(),
+                engagement,
+                category,
+                len(seconds),
+                float(logged_minutes(sum(seconds))),
+                float(line_hours(self.rules.rounding, seconds)),
+            ]
+            for (day, engagement, category), seconds in sorted(lines.items())
+        ]
+        header = ["date", "engagement", "category", "timelogs", "logged_minutes", "hours"]
+        moment = datetime.combine(period.end, datetime.min.time())
+        content = workbook_bytes([(period.key, header, rows)], moment, f"Timesheet {period.key} {engineer}")
+        return f"timesheet-{period.key}-{engineer.replace('/', '-')}.xlsx", content
+
+    def _upload(self, engineer: str, period: Period, entries: list[Entry]) -> str:
+        name, content = self._spreadsheet(engineer, period, entries)
+        project = self.gitlab.client.projects.get(self.config.time_tracking_project, lazy=True)
+        return str(project.upload(name, filedata=content)["markdown"])
+
+    def _open_certification(
+        self,
+        engineer: str,
+        period: Period,
+        rows: list[CertificationRow],
+        per_engineer: dict[str, list[Entry]],
+        people: dict[str, Any],
+        issues: list[ApprovalIssue],
+        capabilities: GitLabCapabilities,
+    ) -> None:
+        manager = self._manager_of(engineer, people, issues)
+        if manager is None:
+            self.summary.fail(
+                RecordFailure(
+                    "GitLab",
+                    f"certification issue {period.key} {engineer}",
+                    "no manager known: set ps_timesheet_rollup_config.managers for this engineer "
+                    "(or give exactly one group member a manager job title)",
+                    field="managers",
+                )
+            )
+            return
+        spreadsheet = self._upload(engineer, period, per_engineer.get(engineer, []))
+        description = certification_description(
+            engineer, manager, period, rows, spreadsheet, self.config.labels, self.rules.rounding
+        )
+        project = self.gitlab.client.projects.get(self.config.time_tracking_project, lazy=True)
+        created = project.issues.create(
+            {
+                "title": f"Timesheet {period.key} - {engineer}",
+                "description": description,
+                "labels": self.config.labels.period_prefix + period.key,
+                "assignee_ids": [people[manager].id],
+            }
+        )
+        self.summary.add("certification issues opened")
+        if capabilities.issue_epic:
+            self._link_to_epic(int(created.id), period, engineer)
+
+    def _link_to_epic(self, issue_id: int, period: Period, engineer: str) -> None:
+        """Under the time-tracking epic, where the instance has epics and the epic exists."""
+        group = self.gitlab.client.groups.get(self.config.group, lazy=True)
+        found = [
+            e
+            for e in group.epics.list(search=self.config.time_tracking_epic, get_all=True)
+            if e.title == self.config.time_tracking_epic
+        ]
+        if not found:
+            self.summary.note(f"no epic titled {self.config.time_tracking_epic!r}: certification issues not linked")
+            return
+        found[0].issues.create({"issue_id": issue_id})
+
+    def _refresh_certification(
+        self,
+        issue: ApprovalIssue,
+        engineer: str,
+        period: Period,
+        rows: list[CertificationRow],
+        per_engineer: dict[str, list[Entry]],
+        capabilities: GitLabCapabilities,
+    ) -> None:
+        """Before the manager certifies: a changed table is rewritten and a note says so (the note
+        first, found again by its marker, so a crash in between never loses or repeats it)."""
+        if capabilities.issue_epic and not issue.in_epic:
+            self._link_to_epic(issue.issue_id, period, engineer)  # a run killed after the create
+        if self.config.labels.levels[0] in issue.labels or issue.state != "opened":
+            return
+        marker = find_certification(issue.description)
+        digest = certification_digest(rows)
+        if marker is None or marker[2] == digest:
+            self.summary.add("certification issues current")
+            return
+        project = self.gitlab.client.projects.get(self.config.time_tracking_project, lazy=True)
+        remote = project.issues.get(issue.iid)
+        note_marker = UPDATE_NOTE_MARKER.format(digest=digest)
+        if not any(note_marker in (note.body or "") for note in remote.notes.list(get_all=True)):
+            total = sum((row.hours for row in rows), Decimal("0.00"))
+            remote.notes.create(
+                {
+                    "body": f"Time logged for {period.key} changed after this issue was opened: the table and the "
+                    f"spreadsheet are updated ({total} h now). Please review them before certifying.\n\n{note_marker}"
+                }
+            )
+        manager = issue.assignees[0] if issue.assignees else "the manager"
+        remote.description = certification_description(
+            engineer,
+            manager,
+            period,
+            rows,
+            self._upload(engineer, period, per_engineer.get(engineer, [])),
+            self.config.labels,
+            self.rules.rounding,
+        )
+        remote.save()
+        self.summary.add("certification issues updated")
+
+    def _preview(self, period: Period, entries: list[Entry], findings: list[TimelogFinding], today: date) -> None:
+        """A dry look at a period (ended or not): hours per engineer under the rounding policy."""
+        _lines, sums, _billable = _approved_hours_lines(period, entries, {}, self.rules.rounding)
+        state = "ended" if period.end <= today else f"not ended (ends {period.end.isoformat()})"
+        figures = ", ".join(f"{engineer} {sums[engineer].rounded} h" for engineer in sorted(sums)) or "no time logged"
+        self.summary.note(f"preview {period.key}, {state}, nothing written: {figures}")
+        excluded = [f for f in findings if f.kind in NOT_PAYABLE]
+        if excluded:
+            self.summary.note(f"preview {period.key}: {len(excluded)} timelog(s) not payable (future-dated/no issue)")
 
     @staticmethod
     def _issue_of(released: dict[tuple[str, str], Any], engineer: str, period: Period) -> int | None:
@@ -1051,10 +1588,11 @@ class TimesheetRollup:
     def _report_unapproved(
         self, period: Period, entries: list[Entry], released: dict[tuple[str, str], Any], locked: dict[str, int]
     ) -> None:
-        unapproved: dict[str, Decimal] = defaultdict(Decimal)
+        unapproved_seconds: dict[str, int] = defaultdict(int)
         for entry in entries:
             if (entry.engineer, period.key) not in released and entry.engineer not in locked:
-                unapproved[entry.engineer] += entry.hours
+                unapproved_seconds[entry.engineer] += entry.seconds
+        unapproved = {engineer: exact_hours(seconds) for engineer, seconds in unapproved_seconds.items()}
         for engineer, hours in sorted(unapproved.items()):
             log.info("Unapproved, not exported: %s %s %s h", engineer, period.key, hours)
         if unapproved:
