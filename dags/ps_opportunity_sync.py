@@ -49,6 +49,19 @@ from ps_integrations.conventions import dag_tags, default_args, summarize_task
 CONFIG_VARIABLE = "ps_opportunity_sync_config"
 
 
+def _config():
+    """The job's settings; a bad setting fails the task at once (a retry would not fix it)."""
+    from airflow.sdk import Variable
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ps_integrations.domain.opportunity_sync import SyncConfig
+
+    try:
+        return SyncConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
+    except (TypeError, ValueError) as error:
+        raise AirflowFailException(str(error)) from error
+
+
 @dag(
     dag_id="ps_opportunity_sync",
     schedule=CronDataIntervalTimetable("*/15 * * * *", timezone="UTC"),
@@ -74,14 +87,11 @@ CONFIG_VARIABLE = "ps_opportunity_sync_config"
 def ps_opportunity_sync():
     @task(task_display_name="Prepare the state database and operator requests")
     def prepare(**context) -> list[str]:
-        from airflow.sdk import Variable
-
-        from ps_integrations.domain.opportunity_sync import SyncConfig
         from ps_integrations.jobs.opportunity_sync import apply_operator_requests
         from ps_integrations.state_store import StateStore
 
         params = context["params"]
-        config = SyncConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
+        config = _config()
         store = StateStore()
         store.apply_schema()
         if params["dry_run"]:
@@ -90,16 +100,13 @@ def ps_opportunity_sync():
 
     @task(task_display_name="Sync won opportunities to GitLab issues")
     def sync_opportunities(operator_requests: list[str], **context) -> dict:
-        from airflow.sdk import Variable
-
-        from ps_integrations.domain.opportunity_sync import SyncConfig
         from ps_integrations.hooks.gitlab import GitLabHook
         from ps_integrations.hooks.salesforce import SalesforceHook
         from ps_integrations.jobs.opportunity_sync import OpportunitySync, resolve_window
         from ps_integrations.state_store import StateStore
 
         params = context["params"]
-        config = SyncConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
+        config = _config()
         window = resolve_window(
             params,
             context.get("data_interval_start"),

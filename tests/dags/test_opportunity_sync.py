@@ -483,3 +483,283 @@ def test_summary_warns_when_salesforce_api_usage_passes_80_percent(dag, sync):
     load_salesforce(sync, daily_api_limit=100, api_usage=85, generate={"opportunities": 10, "random_seed": 2})
     run(dag, **SINCE)
     assert "WARNING Salesforce API usage 87/100 (87%), above 80%" in last_summary()
+
+
+# --- issue #17: correct under what real GitLab and Salesforce do ---------------------------------------
+PS_TYPE = {"Id": "012000000000001AAA", "Name": "Professional Services Only"}
+ACCOUNT = {"Id": "001000000000001AAA", "Name": "Acme Corp"}
+
+
+def _won(n: int, **fields):
+    return {
+        "Id": f"006000000{n:06d}AAA",
+        "Name": f"Deal {n}",
+        "AccountId": ACCOUNT["Id"],
+        "RecordTypeId": PS_TYPE["Id"],
+        "StageName": "Closed Won",
+        "CloseDate": "2026-10-05",
+        "Amount": 1000.0 + n,
+        **fields,
+    }
+
+
+def _mails(sync):
+    return sync.smtp.store.all()
+
+
+def _notes(sync, issue_id):
+    return [note.body for note in sync.standin("gitlab").backend.notes.values() if note.issue_id == issue_id]
+
+
+def _crash_while(sync, tmp_path, endpoint, landed, conf=None):
+    """Run the DAG in a process, hold back `endpoint`'s answer, SIGKILL it once `landed()` is true."""
+    admin(
+        sync,
+        "POST",
+        "/gitlab/faults/script",
+        json={"endpoint": endpoint, "kind": "slow_response", "count": 1, "delay_ms": 30000},
+    )
+    airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
+    log_path = tmp_path / f"crash-{endpoint}.log"
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(
+        [
+            airflow,
+            "dags",
+            "test",
+            "ps_opportunity_sync",
+            clock.now().isoformat(),
+            "--conf",
+            json.dumps({**DEFAULTS, **(conf or SINCE)}),
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not landed():
+        assert process.poll() is None, log_path.read_text()[-3000:]
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    log_file.close()
+    assert process.returncode == -signal.SIGKILL
+    sync.standin("gitlab").faults.reset()
+
+
+def test_reopening_never_removes_a_label_the_team_set(dag, sync):
+    """#17.1: the reopened label lives in a scope of its own; ps::in-progress survives reopen and re-win."""
+    from airflow.utils.state import DagRunState
+
+    run(dag, **SINCE)
+    opportunity_id, issue = _opportunity(sync, 1)
+    project = GitLabHook().client.projects.get(PROJECT)
+    human = project.issues.get(issue.iid)
+    human.labels = [label for label in human.labels if label != "ps::todo"] + ["ps::in-progress"]
+    human.save()
+    salesforce = SalesforceHook()
+
+    salesforce.update_record("Opportunity", opportunity_id, {"StageName": "Negotiation/Review"})
+    assert run(dag, **SINCE).state == DagRunState.SUCCESS
+    flagged = project.issues.get(issue.iid)
+    assert {"ps::in-progress", "ps-sync::opportunity-reopened"} <= set(flagged.labels)
+
+    salesforce.update_record("Opportunity", opportunity_id, {"StageName": "Closed Won"})
+    assert run(dag, **SINCE).state == DagRunState.SUCCESS
+    again = project.issues.get(issue.iid)
+    assert "ps::in-progress" in again.labels and "ps-sync::opportunity-reopened" not in again.labels
+
+
+def test_a_sync_label_colliding_with_the_teams_labels_is_refused_clearly(dag, sync, monkeypatch):
+    """#17.1: config sharing a scope with base_labels fails the run before any write; a label on the
+    issue in the sync label's scope fails that record by name and is left alone."""
+    from airflow.utils.state import DagRunState
+
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_PS_OPPORTUNITY_SYNC_CONFIG", json.dumps({**CONFIG, "reopened_label": "ps::opportunity-reopened"})
+    )
+    assert run(dag, **SINCE).state == DagRunState.FAILED
+    assert writes(sync) == dict.fromkeys(WRITES, 0)
+    [mail] = _mails(sync)
+    assert "reopened_label" in mail["html"] and "shares the scope" in mail["html"] and "ps::todo" in mail["html"]
+
+    monkeypatch.setenv("AIRFLOW_VAR_PS_OPPORTUNITY_SYNC_CONFIG", json.dumps(CONFIG))
+    run(dag, **SINCE)
+    opportunity_id, issue = _opportunity(sync, 2)
+    project = GitLabHook().client.projects.get(PROJECT)
+    human = project.issues.get(issue.iid)
+    human.labels = [*human.labels, "ps-sync::on-hold"]  # someone uses the sync's scope after all
+    human.save()
+    SalesforceHook().update_record("Opportunity", opportunity_id, {"StageName": "Negotiation/Review"})
+
+    assert run(dag, **SINCE).state == DagRunState.FAILED
+    assert "ps-sync::on-hold" in project.issues.get(issue.iid).labels
+    reason = states()[opportunity_id]["failure_reason"]
+    assert "would remove 'ps-sync::on-hold'" in reason and f"issue #{issue.iid}" in reason
+    assert f"failed: {opportunity_id} (GitLab)" in last_summary()
+
+
+def test_changes_while_not_won_are_noted_each_time(dag, sync):
+    """#17.2: an Amount change while reopened gives a note then, not a silent description at the re-win."""
+    run(dag, **SINCE)
+    opportunity_id, issue = _opportunity(sync, 0)
+    salesforce = SalesforceHook()
+    amount = salesforce.get_record("Opportunity", opportunity_id)["Amount"]
+    salesforce.update_record("Opportunity", opportunity_id, {"StageName": "Negotiation/Review"})
+    run(dag, **SINCE)
+    sync.standin("gitlab").clear_call_counts()
+
+    salesforce.update_record("Opportunity", opportunity_id, {"Amount": 4321.0})
+    run(dag, **SINCE)
+
+    assert writes(sync) == {"create_issue": 0, "update_issue": 0, "create_note": 1}
+    notes = _notes(sync, issue.id)
+    [changed] = [body for body in notes if "Amount" in body and "4,321" in body]
+    assert f"Amount: {amount:,.2f}".replace(".", "\\.") in changed and "→ 4,321\\.00" in changed
+    assert ", noted 1" in last_summary()
+
+    salesforce.update_record("Opportunity", opportunity_id, {"StageName": "Closed Won"})
+    run(dag, **SINCE)
+    [rewon] = [body for body in _notes(sync, issue.id) if "Closed Won again" in body]
+    assert "Amount" not in rewon  # already reported while reopened
+    assert "4,321\\.00" in GitLabHook().client.projects.get(PROJECT).issues.get(issue.iid).description
+
+
+def test_a_note_posted_just_before_a_crash_is_not_posted_again(dag, sync, tmp_path):
+    """#17.3: killed after GitLab accepted the note, before the state was saved: the next run finds the
+    note's hidden change id and posts nothing twice."""
+    run(dag, **SINCE)
+    opportunity_id, issue = _opportunity(sync, 0)
+    SalesforceHook().update_record("Opportunity", opportunity_id, {"Amount": 98765.0})
+
+    _crash_while(sync, tmp_path, "create_note", lambda: any("98,765" in body for body in _notes(sync, issue.id)))
+    assert any(row["kind"] == "note" for row in StateStore().fetch_all("opportunity_sync/all_pending"))
+
+    run(dag, **SINCE)
+    run(dag, **SINCE)
+    assert len([body for body in _notes(sync, issue.id) if "98,765" in body]) == 1
+    assert StateStore().fetch_all("opportunity_sync/all_pending") == []
+    assert json.loads(states()[opportunity_id]["snapshot_json"])["amount"] == "98,765.00 USD"
+
+
+def test_a_failed_write_back_fails_the_run_by_name_and_is_retried_until_done(dag, sync):
+    """#17.4: the write-back stays pending in the state store, is retried every run, fails runs by name."""
+    from airflow.utils.state import DagRunState
+
+    load_salesforce(sync, records={"RecordType": [PS_TYPE], "Account": [ACCOUNT], "Opportunity": [_won(1), _won(2)]})
+    admin(
+        sync,
+        "POST",
+        "/salesforce/faults/script",
+        json={"endpoint": "update_collection", "kind": "server_error", "count": 2},
+    )
+    assert run(dag, **SINCE).state == DagRunState.FAILED
+    summary = last_summary()
+    assert "failed 2" in summary and "006000000000001AAA (Salesforce GitLab_Issue_URL__c)" in summary
+    pending = StateStore().fetch_all("opportunity_sync/all_pending")
+    assert [(row["opportunity_id"], row["kind"], row["attempts"]) for row in pending] == [
+        ("006000000000001AAA", "writeback", 1),
+        ("006000000000002AAA", "writeback", 1),
+    ]
+    assert run(dag, **SINCE).state == DagRunState.FAILED  # a later run that reads nothing new retries too
+    pending = StateStore().fetch_all("opportunity_sync/all_pending")
+    assert [row["attempts"] for row in pending] == [2, 2] and "UNKNOWN_EXCEPTION" in pending[0]["last_error"]
+    assert "failed 2" in last_summary()
+
+    assert run(dag, **SINCE).state == DagRunState.SUCCESS
+    salesforce = sync.standin("salesforce").backend
+    gitlab = sync.standin("gitlab").backend
+    for opportunity_id, (issue,) in issues_by_opportunity(sync).items():
+        assert salesforce.records["Opportunity"][opportunity_id]["GitLab_Issue_URL__c"] == gitlab.issue_url(issue)
+    assert StateStore().fetch_all("opportunity_sync/all_pending") == []
+    assert "written back 2" in last_summary()
+
+
+def test_a_rerun_of_an_interval_reads_what_it_read_before_our_write_back(dag, sync):
+    """#17.5: the write-back moves SystemModstamp out of the interval; the re-run still reads those records."""
+    base = datetime(2026, 11, 5, 8, 0, tzinfo=UTC)
+    stamp = (base - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    load_salesforce(
+        sync,
+        records={
+            "RecordType": [PS_TYPE],
+            "Account": [ACCOUNT],
+            "Opportunity": [_won(n, SystemModstamp=stamp) for n in range(1, 4)],
+        },
+    )
+    dag.test(logical_date=base, run_conf=DEFAULTS)
+    first = last_summary()
+    assert first.startswith("read 3, created 3") and "written back 3" in first
+    moved = sync.standin("salesforce").backend.records["Opportunity"]["006000000000001AAA"]["SystemModstamp"]
+    assert moved > stamp  # our own write-back moved it
+
+    dag.test(logical_date=base, run_conf=DEFAULTS)
+    assert last_summary().startswith("read 3, created 0, updated 0, unchanged 3")
+
+
+def test_an_empty_name_or_close_date_fails_that_record_by_name(dag, sync):
+    """#17.6: clear errors naming record, field and system; the good record still gets its issue."""
+    from airflow.utils.state import DagRunState
+
+    load_salesforce(
+        sync,
+        records={
+            "RecordType": [PS_TYPE],
+            "Account": [ACCOUNT],
+            "Opportunity": [_won(1), _won(2, Name=""), _won(3, CloseDate=None)],
+        },
+    )
+    assert run(dag, **SINCE).state == DagRunState.FAILED
+    assert set(issues_by_opportunity(sync)) == {"006000000000001AAA"}
+    rows = states()
+    assert "Salesforce" in rows["006000000000002AAA"]["failure_reason"]
+    assert "(field Name)" in rows["006000000000002AAA"]["failure_reason"]
+    assert "(field CloseDate)" in rows["006000000000003AAA"]["failure_reason"]
+    assert "006000000000002AAA (Salesforce Name), 006000000000003AAA (Salesforce CloseDate)" in last_summary()
+
+
+def test_titles_are_left_alone_unless_gitlab_would_act_on_them(dag, sync):
+    """#17.7: no invisible characters in ordinary titles; references and mentions in titles do nothing."""
+    load_salesforce(
+        sync,
+        records={
+            "RecordType": [PS_TYPE],
+            "Account": [ACCOUNT],
+            "Opportunity": [
+                _won(1, Name="Rollout 2027 (phase 2) - EMEA & APAC: 50% done!"),
+                _won(2, Name="Fix #12 for @all, see !3 and group/project#4 - mail ops@example.com"),
+            ],
+        },
+    )
+    run(dag, **SINCE)
+
+    found = issues_by_opportunity(sync)
+    [ordinary] = found["006000000000001AAA"]
+    [hostile] = found["006000000000002AAA"]
+    assert ordinary.title == "Acme Corp: Rollout 2027 (phase 2) - EMEA & APAC: 50% done!"
+    assert hostile.title.replace("\u200b", "") == (
+        "Acme Corp: Fix #12 for @all, see !3 and group/project#4 - mail ops@example.com"
+    )
+    assert hostile.title.count("\u200b") == 4  # #12, @all, !3, #4 - nothing else
+    state = sync.standin("gitlab").state()
+    assert [n for n in state["notifications"] if n["issue_id"] == hostile.id] == []
+    assert [r for r in state["cross_references"] if r["issue_id"] == hostile.id] == []
+
+
+def test_failure_mail_and_summary_say_what_happened(dag, sync):
+    """#17.8: "after 1 try", the window a manual run read, and a short summary naming the records."""
+    from airflow.utils.state import DagRunState
+
+    load_salesforce(
+        sync, records={"RecordType": [PS_TYPE], "Account": [ACCOUNT], "Opportunity": [_won(n) for n in range(1, 8)]}
+    )
+    admin(sync, "POST", "/gitlab/faults/script", json={"endpoint": "create_issue", "kind": "bad_request", "count": 5})
+    result = run(dag, since="2026-01-01T00:00:00Z", until="2026-12-01T00:00:00Z")
+
+    assert result.state == DagRunState.FAILED
+    summary = last_summary()
+    assert "failed 5" in summary and " and 2 more (every one with its reason in the task log" in summary
+    assert summary.count("0060000000") == 3 and len(summary) < 600
+    [mail] = _mails(sync)
+    assert "failed\nafter 1 try.</p>" in mail["html"] and "1 tries" not in mail["html"]
+    assert "Window read: 2026-01-01T00:00:00Z to 2026-12-01T00:00:00Z" in mail["html"]
