@@ -159,7 +159,8 @@ def test_rerun_makes_no_gitlab_write_and_the_minimum_salesforce_calls(dag, sync)
     run(dag, **SINCE)
 
     assert writes(sync) == dict.fromkeys(WRITES, 0)
-    assert sync.standin("salesforce").call_counts() == {"soap_login": 1, "query_all": 1}
+    # describe: which fields the org has (CurrencyIsoCode only with multi-currency), once a run (#17)
+    assert sync.standin("salesforce").call_counts() == {"soap_login": 1, "describe_sobject": 1, "query_all": 1}
     assert ", created 0, updated 0," in last_summary()
 
 

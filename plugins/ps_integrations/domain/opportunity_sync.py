@@ -85,7 +85,7 @@ class SyncConfig:
     overlap_minutes: int = 5
     gitlab_requests_per_minute: int = 600
     gitlab_notes_per_minute: int = 300  # GitLab's notes_create_limit (default 300 per user and minute)
-    gitlab_search_per_minute: int = 30  # GitLab's search_rate_limit (default 30 per user and minute)
+    org_currency: str = "USD"  # the currency of an org without multi-currency (no CurrencyIsoCode)
     concurrency: int = 8
 
     @classmethod
@@ -215,7 +215,9 @@ def require_issue_fields(opportunity: Opportunity) -> None:
         raise InvalidRecord(opportunity.id, "CloseDate", "empty; it sets the close quarter label and the due date")
 
 
-def parse_opportunity(record: Mapping[str, Any], issue_url_field: str | None = None) -> Opportunity:
+def parse_opportunity(
+    record: Mapping[str, Any], issue_url_field: str | None = None, default_currency: str = "USD"
+) -> Opportunity:
     """A Salesforce Opportunity record -> ``Opportunity``; ``InvalidRecord`` names what is wrong."""
     record_id = str(record.get("Id") or "")
     if not SALESFORCE_ID.match(record_id):
@@ -225,7 +227,8 @@ def parse_opportunity(record: Mapping[str, Any], issue_url_field: str | None = N
         close_date = date.fromisoformat(close) if close else None
     except ValueError:
         raise InvalidRecord(record_id, "CloseDate", f"not a date: {close!r}") from None
-    currency = record.get("CurrencyIsoCode") or "USD"
+    # An org without multi-currency has no CurrencyIsoCode: every amount is in the org's currency.
+    currency = record.get("CurrencyIsoCode") or default_currency
     if not re.fullmatch(r"[A-Z]{3}", str(currency)):
         raise InvalidRecord(record_id, "CurrencyIsoCode", f"not an ISO 4217 code: {currency!r}")
     items = []

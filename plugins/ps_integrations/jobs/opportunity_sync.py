@@ -22,7 +22,6 @@ import yaml
 
 from ps_integrations import clock
 from ps_integrations.domain.opportunity_sync import (
-    MARKER_PREFIX,
     Action,
     EngagementTypes,
     InvalidRecord,
@@ -169,13 +168,26 @@ class OpportunitySync:
         self.plan_lines: list[str] = []
         self._previous: dict[str, dict[str, Any]] = {}
         self._opportunity_of: dict[int, str] = {}
+        self.index_pages = 0
 
     # --- reading ------------------------------------------------------------------------------------
+    @cached_property
+    def multi_currency(self) -> bool:
+        """Whether the org has CurrencyIsoCode (multi-currency orgs only); learnt by describe, once a run."""
+        return "CurrencyIsoCode" in self.salesforce.describe_fields("Opportunity")
+
+    @cached_property
+    def fields(self) -> str:
+        if self.multi_currency:
+            return FIELDS
+        self.summary.note(f"org without multi-currency: amounts in {self.config.org_currency} (org_currency)")
+        return FIELDS.replace(" CurrencyIsoCode,", "")
+
     def _query(self, where: str) -> Iterable[dict[str, Any]]:
         writeback = f", {self.config.writeback_field}" if self.config.writeback_field else ""
         # SOQL from constants, validated ids and formatted timestamps only
         soql = (
-            f"SELECT {FIELDS}{writeback}, {CHILDREN} FROM Opportunity "  # noqa: S608
+            f"SELECT {self.fields}{writeback}, {CHILDREN} FROM Opportunity "  # noqa: S608
             f"WHERE RecordType.Name = '{PS_RECORD_TYPE}' AND ({where}) ORDER BY SystemModstamp, Id"
         )
         return self.salesforce.query_records(soql, include_deleted=True)
@@ -214,20 +226,30 @@ class OpportunitySync:
         return int(users[0].id)
 
     def marker_index(self) -> dict[str, int]:
-        """Opportunity id -> issue iid, from one paginated listing of the project's synced issues."""
+        """Opportunity id -> issue iid, from the markers in the project's issues.
+
+        A plain listing, page by page through the pacer: no ``search`` parameter, because GitLab limits
+        searches separately (search_rate_limit, 30 per minute by default) and a search listing of a few
+        thousand synced issues would meet its 429 (and a minute's Retry-After). Costs
+        ceil(issues in the project / 100) calls under the global limit.
+        """
         index: dict[str, int] = {}
-        issues = self._gitlab(
-            lambda: list(
-                self.project.issues.list(
-                    search=MARKER_PREFIX, state="all", per_page=100, iterator=True, **{"in": "description"}
-                )
+        page = 1
+        self.index_pages = 0
+        while True:
+            listing = functools.partial(
+                self.project.issues.list, state="all", order_by="created_at", sort="asc", per_page=100, page=page
             )
-        )
-        for issue in issues:
-            opportunity_id = find_marker(issue.description)
-            if opportunity_id:
-                index.setdefault(opportunity_id, int(issue.iid))
-        log.info("Marker index: %d synced issues in %s", len(index), self.config.project)
+            issues = self._gitlab(listing)
+            self.index_pages += 1
+            for issue in issues:
+                opportunity_id = find_marker(issue.description)
+                if opportunity_id:
+                    index.setdefault(opportunity_id, int(issue.iid))
+            if len(issues) < 100:
+                break
+            page += 1
+        log.info("Marker index: %d synced issues in %s (%d pages)", len(index), self.config.project, self.index_pages)
         return index
 
     # --- GitLab calls, paced below the rate limit ---------------------------------------------------------
@@ -239,7 +261,9 @@ class OpportunitySync:
     @cached_property
     def _notes_pacer(self) -> Pacer:
         # Note creation has its own limit (notes_create_limit, 300/min by default), on top of the global one.
-        return Pacer(max(1.0, self.config.gitlab_notes_per_minute * 0.98), burst=5)
+        # GitLab counts it in fixed windows: a burst must fit in the 2% margin left below the limit.
+        per_minute = max(1.0, self.config.gitlab_notes_per_minute * 0.98)
+        return Pacer(per_minute, burst=min(5, int(self.config.gitlab_notes_per_minute * 0.02)))
 
     def _gitlab(self, call: Callable[[], Any]) -> Any:
         import gitlab.exceptions
@@ -266,7 +290,7 @@ class OpportunitySync:
         opportunities = []
         for record in records:
             try:
-                opportunity = parse_opportunity(record, self.config.writeback_field)
+                opportunity = parse_opportunity(record, self.config.writeback_field, self.config.org_currency)
                 if opportunity.won:
                     require_issue_fields(opportunity)
                 opportunities.append(opportunity)
