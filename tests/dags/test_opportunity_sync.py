@@ -764,3 +764,80 @@ def test_failure_mail_and_summary_say_what_happened(dag, sync):
     [mail] = _mails(sync)
     assert "failed\nafter 1 try.</p>" in mail["html"] and "1 tries" not in mail["html"]
     assert "Window read: 2026-01-01T00:00:00Z to 2026-12-01T00:00:00Z" in mail["html"]
+
+
+# --- issue #17: what real Salesforce and GitLab do ------------------------------------------------------
+def _load_gitlab(sandbox, **settings):
+    seed = dict(sandbox.seed)
+    seed["gitlab"] = {**seed["gitlab"], "application_settings": settings}
+    sandbox.load_seed(seed)
+
+
+def test_every_line_item_of_a_large_deal_reaches_the_issue(dag, sync):
+    """Child sub-query paging: Salesforce returns OpportunityLineItems partially with its own
+    nextRecordsUrl inside the parent; none of the items is dropped."""
+    products = [{"Id": f"01t00000000000{n}AAA", "Name": f"Module {n}", "ProductCode": "GL-BAS"} for n in range(1, 9)]
+    load_salesforce(
+        sync,
+        child_page_size=3,
+        records={
+            "RecordType": [PS_TYPE],
+            "Account": [ACCOUNT],
+            "Product2": products,
+            "Opportunity": [_won(1)],
+            "OpportunityLineItem": [
+                {"OpportunityId": "006000000000001AAA", "Product2Id": product["Id"], "Quantity": 1.0, "UnitPrice": 10.0}
+                for product in products
+            ],
+        },
+    )
+    run(dag, **SINCE)
+
+    [issue] = issues_by_opportunity(sync)["006000000000001AAA"]
+    assert all(f"| GL\\-BAS | Module {n} |" in issue.description for n in range(1, 9))
+    assert sync.standin("salesforce").call_counts()["query_all_more"] == 2  # 3 + 3 + 2 line items
+
+
+def test_an_org_without_multi_currency_syncs(dag, sync):
+    """No CurrencyIsoCode in the org: a query naming it would fail with INVALID_FIELD; describe tells."""
+    from airflow.utils.state import DagRunState
+
+    load_salesforce(
+        sync,
+        multi_currency=False,
+        records={"RecordType": [PS_TYPE], "Account": [ACCOUNT], "Opportunity": [_won(1), _won(2)]},
+    )
+    assert run(dag, **SINCE).state == DagRunState.SUCCESS
+
+    [issue] = issues_by_opportunity(sync)["006000000000001AAA"]
+    assert "1,001\\.00 USD" in issue.description
+    assert "org without multi-currency: amounts in USD" in last_summary()
+    assert sync.standin("salesforce").call_counts()["describe_sobject"] == 1
+    assert run(dag, **SINCE).state == DagRunState.SUCCESS  # and nothing changes on a re-run
+    assert ", created 0, updated 0, unchanged 2" in last_summary()
+
+
+def test_marker_index_needs_no_search_and_notes_keep_to_their_own_limit(dag, product_env, monkeypatch):
+    """GitLab limits search listings (30/min) and note creation (300/min) apart from the global
+    limit: the marker index lists without search; notes are paced for their limit; no 429."""
+    _load_gitlab(product_env, search_rate_limit=1, notes_create_limit=4, rate_limit_interval_seconds=2)
+    monkeypatch.setenv("AIRFLOW_VAR_PS_OPPORTUNITY_SYNC_CONFIG", json.dumps({**CONFIG, "gitlab_notes_per_minute": 60}))
+    gitlab = product_env.standin("gitlab")
+    linked = {key for key, found in issues_by_opportunity(product_env).items()}
+    assert linked  # the default seed has issues synced before the state store existed
+
+    run(dag, **SINCE)
+    assert set(issues_by_opportunity(product_env)) == won_ps_ids(product_env) | linked
+    assert all(len(found) == 1 for found in issues_by_opportunity(product_env).values())
+    total = sum(1 for issue in gitlab.backend.issues.values() if issue.project_id == gitlab.backend.project(PROJECT).id)
+    assert gitlab.call_counts()["list_project_issues"] <= -(-total // 100)  # ceil(issues / 100)
+
+    salesforce = SalesforceHook()
+    for opportunity_id in sorted(won_ps_ids(product_env))[:7]:
+        salesforce.update_record("Opportunity", opportunity_id, {"Amount": 777.0})
+    gitlab.clear_call_counts()
+    started = time.monotonic()
+    run(dag, **SINCE)
+    assert gitlab.call_counts()["create_note"] == 7 and time.monotonic() - started >= 5  # paced: <= 4 per 2 s
+    assert gitlab.state()["application_rate_limited"] == {}
+    assert gitlab.faults.injected == {}

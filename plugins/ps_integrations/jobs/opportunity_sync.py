@@ -9,6 +9,7 @@ state store and the audit log.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -238,15 +239,21 @@ class OpportunitySync:
         self.index_pages = 0
         while True:
             listing = functools.partial(
-                self.project.issues.list, state="all", order_by="created_at", sort="asc", per_page=100, page=page
+                self.project.issues.list,
+                state="all",
+                order_by="created_at",
+                sort="asc",
+                per_page=100,
+                page=page,
+                iterator=True,
             )
-            issues = self._gitlab(listing)
+            issues = self._gitlab(listing)  # one request: this page only
             self.index_pages += 1
-            for issue in issues:
+            for issue in itertools.islice(issues, 100):
                 opportunity_id = find_marker(issue.description)
                 if opportunity_id:
                     index.setdefault(opportunity_id, int(issue.iid))
-            if len(issues) < 100:
+            if not issues.next_page:  # X-Next-Page (GitLab drops X-Total past 10,000 issues)
                 break
             page += 1
         log.info("Marker index: %d synced issues in %s (%d pages)", len(index), self.config.project, self.index_pages)
@@ -610,23 +617,36 @@ class OpportunitySync:
         opportunity = action.opportunity
         action.issue_iid = issue["iid"]
         flagged = action.kind in ("flag", "note")
-        row = self._save(action, states, status="flagged" if flagged else "synced", issue_url=issue.get("web_url"))
-        if note is not None:
-            self._drop_pending(opportunity.id, "note", note.change_id)
+        row = self._row(action, states, "flagged" if flagged else "synced", issue.get("web_url"))
+        url = row.get("issue_url")
+        owes_writeback = bool(
+            self.config.writeback_field
+            and url
+            and opportunity.issue_url_field != url
+            and action.kind in ("create", "update", "unflag")
+        )
+        # One transaction: the state, the note confirmed and the write-back owed are recorded together.
+        with self.store.transaction() as connection:
+            self.store.execute("opportunity_sync/upsert_state", row, connection)
+            if note is not None:
+                self.store.execute(
+                    "opportunity_sync/delete_pending",
+                    {"opportunity_id": opportunity.id, "kind": "note", "effect_id": note.change_id},
+                    connection,
+                )
+            if owes_writeback:
+                self.store.execute(
+                    "opportunity_sync/upsert_pending",
+                    {**self._writeback_row(opportunity.id, str(url)), "updated_at": clock.now_iso()},
+                    connection,
+                )
+        states[opportunity.id] = row
         counter = COUNTERS[action.kind]
         self.summary.add(counter)
         detail = f"issue #{issue['iid']}" + (
             f"; {'; '.join(f'{c.field} changed' for c in action.changes)}" if action.changes else ""
         )
         self._audit(opportunity.id, counter, detail)
-        url = row.get("issue_url")
-        if (
-            self.config.writeback_field
-            and url
-            and opportunity.issue_url_field != url
-            and action.kind in ("create", "update", "unflag")
-        ):
-            self._add_pending([self._writeback_row(opportunity.id, url)])
 
     def _writeback_row(self, opportunity_id: str, url: str) -> dict[str, Any]:
         field = self.config.writeback_field
