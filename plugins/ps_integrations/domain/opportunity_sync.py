@@ -136,6 +136,17 @@ def label_config_problems(config: SyncConfig) -> list[str]:
     return problems
 
 
+def is_sync_label(label: str, config: SyncConfig) -> bool:
+    """A label the sync makes: its reopened or unknown-SKU label, or any quarter label of its format
+    (an issue adopted by marker may carry an older quarter label the state store never saw)."""
+    if label in (config.reopened_label, config.unknown_sku_label):
+        return True
+    pattern = re.escape(config.quarter_label)
+    for name, digits in (("quarter", r"\d"), ("yy", r"\d{2}"), ("year", r"\d{4}")):
+        pattern = pattern.replace(re.escape("{" + name + "}"), digits)
+    return re.fullmatch(pattern, label) is not None
+
+
 def label_collisions(current: list[str], adding: list[str], ours: set[str]) -> list[tuple[str, str]]:
     """(label to add, label it would remove) for labels on the issue the sync did not set."""
     found = []

@@ -35,6 +35,7 @@ from ps_integrations.domain.opportunity_sync import (
     compose_description,
     find_marker,
     flag_note,
+    is_sync_label,
     label_collisions,
     parse_opportunity,
     plan,
@@ -546,7 +547,7 @@ class OpportunitySync:
     def _check_labels(self, iid: int, current: list[str], adding: list[str]) -> None:
         row = self._previous.get(self._opportunity_of.get(iid, "")) or {}
         ours = set(json.loads(row.get("labels_json") or "[]")) - set(self.config.base_labels)
-        ours.add(self.config.reopened_label)
+        ours |= {label for label in current if is_sync_label(label, self.config)}
         collisions = label_collisions(list(current), adding, ours)
         if collisions:
             listed = "; ".join(f"adding {new!r} would remove {old!r}" for new, old in collisions)
