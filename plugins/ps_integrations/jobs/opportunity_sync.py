@@ -235,28 +235,27 @@ class OpportunitySync:
         thousand synced issues would meet its 429 (and a minute's Retry-After). Costs
         ceil(issues in the project / 100) calls under the global limit.
         """
+        import gitlab.exceptions
+
         index: dict[str, int] = {}
-        page = 1
-        self.index_pages = 0
-        while True:
-            listing = functools.partial(
-                self.project.issues.list,
-                state="all",
-                order_by="created_at",
-                sort="asc",
-                per_page=100,
-                page=page,
-                iterator=True,
+        listing = self._gitlab(
+            functools.partial(
+                self.project.issues.list, state="all", order_by="created_at", sort="asc", per_page=100, iterator=True
             )
-            issues = self._gitlab(listing)  # one request: this page only
-            self.index_pages += 1
-            for issue in itertools.islice(issues, 100):
-                opportunity_id = find_marker(issue.description)
-                if opportunity_id:
-                    index.setdefault(opportunity_id, int(issue.iid))
-            if not issues.next_page:  # X-Next-Page (GitLab drops X-Total past 10,000 issues)
+        )  # the first page; python-gitlab fetches each next one when the last item is consumed
+        self.index_pages = 1
+        while True:
+            try:
+                for issue in itertools.islice(listing, 100):
+                    opportunity_id = find_marker(issue.description)
+                    if opportunity_id:
+                        index.setdefault(opportunity_id, int(issue.iid))
+            except gitlab.exceptions.GitlabError as error:
+                raise GitLabApiError(error.response_code or 0, str(error.error_message)) from None
+            if not listing.next_page:  # X-Next-Page (GitLab drops X-Total past 10,000 issues)
                 break
-            page += 1
+            self._pacer.wait()  # the next page is a request too
+            self.index_pages += 1
         log.info("Marker index: %d synced issues in %s (%d pages)", len(index), self.config.project, self.index_pages)
         return index
 
