@@ -195,9 +195,11 @@ def main() -> int:
         }
         sf_queries = sum(v for k, v in sandbox.calls("salesforce").items() if k.startswith("query"))
         records_with_children = 200 * 2
+        minimum = -(-records_with_children // 2000) + -(-200 // 200)
         print(
-            f"nothing changed: GitLab writes {sum(writes.values())} (target 0), Salesforce query calls {sf_queries} "
-            f"(minimum for {records_with_children} records+children at 2000/page: {-(-records_with_children // 2000)})"
+            f"nothing changed (a re-run of the window): GitLab writes {sum(writes.values())} (target 0), "
+            f"Salesforce query calls {sf_queries} (minimum {minimum}: the window's query, plus one Id query per 200 "
+            "opportunities it read before our write-back moved their SystemModstamp out of the window)"
         )
 
         if not args.skip_throughput:

@@ -173,6 +173,7 @@ class SalesforceBackend:
         self.locator_ttl: float = LOCATOR_TTL_SECONDS
         self.org_id = "00D5g000004ORGA" + id_checksum("00D5g000004ORGA")
         self._counter = 0
+        self._children_of: dict[int, dict[str, list[dict[str, Any]]]] = {}
         self.clock: Callable[[], datetime] = clock.now
 
     # --- seed ------------------------------------------------------------------------------------
@@ -263,7 +264,11 @@ class SalesforceBackend:
             definition = self._object(query.sobject)
             self._validate(query, definition, soql)
             rows = self._select(query, definition, include_deleted)
-            serialised = [self._serialise(query, definition, row, include_deleted, version) for row in rows]
+            self._children_of = {}  # each sub-query runs once per query, not once per parent
+            try:
+                serialised = [self._serialise(query, definition, row, include_deleted, version) for row in rows]
+            finally:
+                self._children_of = {}
             size = self.page_size if batch_size is None else max(MIN_BATCH_SIZE, min(batch_size, self.page_size))
             locator_id = "01g" + secrets.token_hex(6).upper()[:12]
             self.locators[locator_id] = Locator(serialised, size, time.monotonic(), include_deleted)
@@ -560,11 +565,12 @@ class SalesforceBackend:
             assert child is not None
             relationship, (child_type, foreign_key) = child
             child_definition = OBJECTS[child_type]
-            children = [
-                candidate
-                for candidate in self._select(subquery, child_definition, include_deleted)
-                if (candidate.get(foreign_key) or "")[:15] == row["Id"][:15]
-            ]
+            if id(subquery) not in self._children_of:
+                grouped: dict[str, list[dict[str, Any]]] = {}
+                for candidate in self._select(subquery, child_definition, include_deleted):
+                    grouped.setdefault((candidate.get(foreign_key) or "")[:15], []).append(candidate)
+                self._children_of[id(subquery)] = grouped
+            children = self._children_of[id(subquery)].get(row["Id"][:15], [])
             if children:
                 records = [
                     self._serialise(subquery, child_definition, child_row, include_deleted, version)[0]

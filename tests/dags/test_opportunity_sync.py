@@ -405,6 +405,11 @@ def test_crash_between_issue_created_and_state_saved_leaves_no_duplicate(dag, sy
     assert set(issues) == won_ps_ids(sync)
     assert all(len(found) == 1 for found in issues.values())
     assert all(row["status"] == "synced" for row in states().values() if row["opportunity_id"] in issues)
+    # #17.4: issues saved before the kill get their URL written back too
+    salesforce, gitlab = sync.standin("salesforce").backend, sync.standin("gitlab").backend
+    for opportunity_id, (issue,) in issues.items():
+        assert salesforce.records["Opportunity"][opportunity_id]["GitLab_Issue_URL__c"] == gitlab.issue_url(issue)
+    assert StateStore().fetch_all("opportunity_sync/all_pending") == []
 
 
 def test_runs_over_each_interval_give_the_same_end_state_as_one_run_over_the_range(dag, sync):

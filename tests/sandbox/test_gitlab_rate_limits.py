@@ -63,3 +63,26 @@ def test_defaults_are_gitlabs():
     standin = GitLabStandIn()
     standin.load_seed({})
     assert standin.application_limits.settings == {"search_rate_limit": 30, "notes_create_limit": 300}
+
+
+def test_titles_mention_and_reference_on_the_stand_in():
+    from sandbox.gitlab.standin import GitLabStandIn
+    from sandbox.seeds import load_seed_file
+
+    standin = GitLabStandIn()
+    standin.load_seed(load_seed_file()["gitlab"])
+    backend = standin.backend
+    project = backend.project("professional-services/engagements")
+    author = backend.users[min(backend.users)]
+    issue = backend.create_issue(project, author, {"title": "Fix #1 for @all"})
+    quiet = backend.create_issue(project, author, {"title": "Fix #\u200b1 for @\u200ball, mail ops@example.com"})
+
+    state = standin.state()
+    assert [(n["username"], n["source"]) for n in state["notifications"] if n["issue_id"] == issue.id] == [
+        ("all", "title")
+    ]
+    assert [(r["kind"], r["source"]) for r in state["cross_references"] if r["issue_id"] == issue.id] == [
+        ("issue", "title")
+    ]
+    assert not [n for n in state["notifications"] if n["issue_id"] == quiet.id]
+    assert not [r for r in state["cross_references"] if r["issue_id"] == quiet.id]
