@@ -35,8 +35,11 @@ FAILURE_BODY = """\
 after {{ ti.try_number }} {{ "try" if ti.try_number == 1 else "tries" }}.</p>
 <ul>
 <li>Run: {{ ti.run_id }}</li>
-{% if params.get("since") or params.get("until") -%}
-<li>Window read: {{ params.get("since") or "the beginning" }} to {{ params.get("until") or "the time of the run" }}
+{% set run_conf = (dag_run.conf if dag_run and dag_run.conf else {}) -%}
+{% set since = run_conf.get("since") or params.get("since") -%}
+{% set until = run_conf.get("until") or params.get("until") -%}
+{% if since or until -%}
+<li>Window read: {{ since or "the beginning" }} to {{ until or "the time of the run" }}
 (given in the trigger form; the data interval does not apply)</li>
 {%- else -%}
 <li>Data interval: {{ data_interval_start | default("-", true) }} to {{ data_interval_end | default("-", true) }}</li>
