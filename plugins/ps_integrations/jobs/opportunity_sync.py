@@ -372,8 +372,10 @@ class OpportunitySync:
             try:
                 posted = self._note_posted(iid, row["effect_id"])
             except GitLabApiError as error:
-                log.warning("Could not check the pending note of %s on issue #%s: %s", opportunity_id, iid, error)
-                continue
+                if error.status != 404:  # a deleted issue has no note to find; otherwise ask again next run
+                    log.warning("Could not check the pending note of %s on issue #%s: %s", opportunity_id, iid, error)
+                    continue
+                posted = False
             if posted:
                 state = dict(states.get(opportunity_id) or {})
                 state.update(
