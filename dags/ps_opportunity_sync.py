@@ -9,14 +9,19 @@ ones through `queryAll`), and:
   `ps::todo`, `close_qtr::…`, the engagement type; `sku::unknown` for SKUs found nowhere), with a
   hidden marker carrying the opportunity Id;
 - on changes (amount, currency, close date, owner, stage, line items) rewrites only the managed part
-  of the description and adds a note saying what changed from what to what;
-- labels `ps::opportunity-reopened` and notes it when a synced opportunity leaves Closed Won or is
-  deleted (issues are never closed or deleted), and removes the label when it is won again;
-- writes the issue URL back to the opportunity when `writeback_field` is configured.
+  of the description and adds a note saying what changed from what to what - also while the
+  opportunity is not won (then the note only); each note exactly once, even after a crash (a
+  hidden change id, looked for before posting again);
+- labels `ps-sync::opportunity-reopened` and notes it when a synced opportunity leaves Closed Won or
+  is deleted (issues are never closed or deleted), and removes the label when it is won again. The
+  sync never removes a label it did not set: labels sharing a scope with the team's are refused;
+- writes the issue URL back to the opportunity when `writeback_field` is configured; an owed
+  write-back stays in the state store and is retried every run until done.
 
 Text from Salesforce is escaped so it cannot run quick actions, mention people or reference
-anything in GitLab. Records that fail are kept, retried on later runs and named when the run fails
-at the end; the good ones still go through.
+anything in GitLab; ordinary titles stay exactly as typed. A won opportunity needs a Name and a
+CloseDate. Records that fail are kept, retried on later runs and named when the run fails at the
+end; the good ones still go through. Orgs with or without multi-currency both work (describe).
 
 **Connections:** `salesforce_default`, `gitlab_default`, `ps_state` (state database),
 `smtp_default` (failure mail).
@@ -25,12 +30,15 @@ at the end; the good ones still go through.
 (default `professional-services/engagements`), `fiscal_year_start_month` (2), `quarter_label`
 (`close_qtr::Q{quarter}{yy}`), `reopened_label`, `due_in_days` (30), `coordinator` (GitLab username
 to assign), `writeback_field` (e.g. `GitLab_Issue_URL__c`; off when unset), `overlap_minutes` (5),
-`gitlab_requests_per_minute` (600), `concurrency` (8). Also `ps_alert_recipients`.
+`gitlab_requests_per_minute` (600), `gitlab_notes_per_minute` (300), `org_currency` (USD, for orgs
+without multi-currency), `concurrency` (8). Also `ps_alert_recipients`.
 Engagement types per SKU: `include/ps_opportunity_sync/engagement_types.yml`.
 
-**Re-running and backfilling:** safe. A run reads the window of its data interval, so re-runs and
+**Re-running and backfilling:** safe. A run reads the window of its data interval; re-runs and
 `airflow backfill create --dag-id ps_opportunity_sync --from-date … --to-date …` read the same
-records; unchanged opportunities cause no GitLab write (content hash), and an issue is never
+records: every opportunity a run of that window read before (recorded with the `SystemModstamp` it
+had, re-read by Id, since our own write-back moves the stamp) plus whatever is stamped in the
+window now; unchanged opportunities cause no GitLab write (content hash), and an issue is never
 created twice (state store + marker lookup). From the trigger form: `since`/`until` re-sync a range
 (also picks up changes that did not touch `SystemModstamp`, e.g. an account rename),
 `opportunity_ids` syncs given records, `dry_run` logs the plan and writes nothing, `quarantine` /
@@ -47,6 +55,19 @@ from ps_integrations import clock
 from ps_integrations.conventions import dag_tags, default_args, summarize_task
 
 CONFIG_VARIABLE = "ps_opportunity_sync_config"
+
+
+def _config():
+    """The job's settings; a bad setting fails the task at once (a retry would not fix it)."""
+    from airflow.sdk import Variable
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ps_integrations.domain.opportunity_sync import SyncConfig
+
+    try:
+        return SyncConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
+    except (TypeError, ValueError) as error:
+        raise AirflowFailException(str(error)) from error
 
 
 @dag(
@@ -74,14 +95,11 @@ CONFIG_VARIABLE = "ps_opportunity_sync_config"
 def ps_opportunity_sync():
     @task(task_display_name="Prepare the state database and operator requests")
     def prepare(**context) -> list[str]:
-        from airflow.sdk import Variable
-
-        from ps_integrations.domain.opportunity_sync import SyncConfig
         from ps_integrations.jobs.opportunity_sync import apply_operator_requests
         from ps_integrations.state_store import StateStore
 
         params = context["params"]
-        config = SyncConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
+        config = _config()
         store = StateStore()
         store.apply_schema()
         if params["dry_run"]:
@@ -90,16 +108,13 @@ def ps_opportunity_sync():
 
     @task(task_display_name="Sync won opportunities to GitLab issues")
     def sync_opportunities(operator_requests: list[str], **context) -> dict:
-        from airflow.sdk import Variable
-
-        from ps_integrations.domain.opportunity_sync import SyncConfig
         from ps_integrations.hooks.gitlab import GitLabHook
         from ps_integrations.hooks.salesforce import SalesforceHook
         from ps_integrations.jobs.opportunity_sync import OpportunitySync, resolve_window
         from ps_integrations.state_store import StateStore
 
         params = context["params"]
-        config = SyncConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
+        config = _config()
         window = resolve_window(
             params,
             context.get("data_interval_start"),

@@ -32,10 +32,18 @@ SMTP_CONN_ID = "smtp_default"
 FAILURE_SUBJECT = "[ps-integrations] {{ ti.dag_id }} failed: {{ task.task_display_name }} ({{ ti.run_id }})"
 FAILURE_BODY = """\
 <p>The task <b>{{ task.task_display_name }}</b> of <b>{{ ti.dag_id }}</b> failed
-after {{ ti.try_number }} tries.</p>
+after {{ ti.try_number }} {{ "try" if ti.try_number == 1 else "tries" }}.</p>
 <ul>
 <li>Run: {{ ti.run_id }}</li>
+{% set run_conf = (dag_run.conf if dag_run and dag_run.conf else {}) -%}
+{% set since = run_conf.get("since") or params.get("since") -%}
+{% set until = run_conf.get("until") or params.get("until") -%}
+{% if since or until -%}
+<li>Window read: {{ since or "the beginning" }} to {{ until or "the time of the run" }}
+(given in the trigger form; the data interval does not apply)</li>
+{%- else -%}
 <li>Data interval: {{ data_interval_start | default("-", true) }} to {{ data_interval_end | default("-", true) }}</li>
+{%- endif %}
 <li>Error: {{ exception | string | e }}</li>
 <li>Log: <a href="{{ ti.log_url }}">{{ ti.log_url }}</a></li>
 </ul>

@@ -27,6 +27,30 @@ REFERENCES = {
 }
 
 
+# Titles go through GitLab's single-line pipeline: mentions and issue, merge request, snippet and
+# epic references (cross-project ones too), but no Markdown (no escapes, no code spans), no labels,
+# no milestones and no quick actions.
+TITLE_MENTION = re.compile(r"(?<![\w])@(?P<name>[A-Za-z0-9_][A-Za-z0-9_.-]*[A-Za-z0-9_]|[A-Za-z0-9_])")
+TITLE_REFERENCES = {
+    "issue": re.compile(r"#(?P<ref>\d+)\b"),
+    "merge_request": re.compile(r"!(?P<ref>\d+)\b"),
+    "snippet": re.compile(r"\$(?P<ref>\d+)\b"),
+    "epic": re.compile(r"&(?P<ref>\d+)\b"),
+}
+
+
+def title_mentions(title: str) -> list[str]:
+    found: list[str] = []
+    for match in TITLE_MENTION.finditer(title or ""):
+        if match.group("name") not in found:
+            found.append(match.group("name"))
+    return found
+
+
+def title_references(title: str) -> list[tuple[str, str]]:
+    return [(kind, m.group("ref")) for kind, pattern in TITLE_REFERENCES.items() for m in pattern.finditer(title or "")]
+
+
 @dataclass(frozen=True)
 class QuickAction:
     name: str

@@ -26,6 +26,8 @@ from sandbox.gitlab.markdown import (
     parse_duration,
     references,
     split_label_args,
+    title_mentions,
+    title_references,
 )
 
 
@@ -365,6 +367,7 @@ class GitLabBackend:
     def _apply_params(self, issue: Issue, project: Project, actor: User, params: dict[str, Any], now: datetime) -> None:
         if params.get("title"):
             issue.title = str(params["title"])
+            self._scan_title(issue, actor)
         if "labels" in params:
             self._set_labels(issue, project, _as_list(params["labels"]))
         if params.get("add_labels"):
@@ -442,6 +445,32 @@ class GitLabBackend:
                     "issue_iid": issue.iid,
                     "project_id": issue.project_id,
                     "source": source,
+                }
+            )
+
+    def _scan_title(self, issue: Issue, actor: User) -> None:
+        """Titles mention and reference too (GitLab: ``attr_mentionable :title, pipeline: :single_line``)."""
+        for name in title_mentions(issue.title):
+            self.notifications.append(
+                {
+                    "type": "mention",
+                    "username": name,
+                    "issue_id": issue.id,
+                    "issue_iid": issue.iid,
+                    "project_id": issue.project_id,
+                    "source": "title",
+                    "by": actor.username,
+                }
+            )
+        for kind, reference in title_references(issue.title):
+            self.cross_references.append(
+                {
+                    "kind": kind,
+                    "reference": reference,
+                    "issue_id": issue.id,
+                    "issue_iid": issue.iid,
+                    "project_id": issue.project_id,
+                    "source": "title",
                 }
             )
 

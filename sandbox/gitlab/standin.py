@@ -12,6 +12,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import threading
+import time
+from collections import Counter
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
@@ -27,11 +30,56 @@ DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
 API = "/api/v4"
 
+# Per-endpoint limits of GitLab's ApplicationRateLimiter (Admin > Settings > Network), on top of the
+# global throttle: per user, in fixed windows of the limit's interval; over the limit the API answers
+# 429 {"message": {"error": ...}} with Retry-After = the interval (API::Helpers::RateLimiter).
+APPLICATION_RATE_LIMITS = {"search_rate_limit": 30, "notes_create_limit": 300}
+APPLICATION_RATE_LIMIT_ERROR = "This endpoint has been requested too many times. Try again later."
+
+
+class ApplicationRateLimiter:
+    """``Gitlab::ApplicationRateLimiter``: a counter per (limit, user, window); a call over the limit is refused."""
+
+    def __init__(self) -> None:
+        self.settings: dict[str, int] = dict(APPLICATION_RATE_LIMITS)
+        self.interval_seconds = 60.0
+        self.refused: Counter[str] = Counter()
+        self._counts: Counter[tuple[str, int, int]] = Counter()
+        self._lock = threading.Lock()
+
+    def configure(self, settings: dict[str, Any]) -> None:
+        with self._lock:
+            self.settings = dict(APPLICATION_RATE_LIMITS)
+            for key in APPLICATION_RATE_LIMITS:
+                if key in settings:
+                    self.settings[key] = int(settings[key])
+            self.interval_seconds = float(settings.get("rate_limit_interval_seconds", 60))
+            self._counts.clear()
+            self.refused.clear()
+
+    def throttled(self, key: str, user_id: int) -> bool:
+        limit = self.settings.get(key, 0)
+        if not limit:  # 0 disables a limit, as in GitLab
+            return False
+        with self._lock:
+            window = int(time.monotonic() // self.interval_seconds)
+            self._counts[(key, user_id, window)] += 1
+            if self._counts[(key, user_id, window)] > limit:
+                self.refused[key] += 1
+                return True
+            return False
+
 
 class FilePathConverter(PathConverter):
     """Repository file paths arrive URL-encoded (``data%2Fservices.yml``); slashes are allowed too."""
 
     regex = "[^/].*?"
+
+
+class ApplicationRateLimited(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(APPLICATION_RATE_LIMIT_ERROR)
+        self.retry_after = retry_after
 
 
 class GitLabStandIn(StandIn):
@@ -42,6 +90,7 @@ class GitLabStandIn(StandIn):
 
     def __init__(self) -> None:
         self.backend = GitLabBackend()
+        self.application_limits = ApplicationRateLimiter()
         super().__init__()
 
     def rules(self) -> list[Rule]:
@@ -51,6 +100,7 @@ class GitLabStandIn(StandIn):
         return [
             Rule("/api/graphql", endpoint="graphql", methods=["POST"]),
             Rule(f"{API}/version", endpoint="version", methods=["GET"]),
+            Rule(f"{API}/application/settings", endpoint="application_settings", methods=["GET", "PUT"]),
             Rule(f"{API}/user", endpoint="current_user", methods=["GET"]),
             Rule(f"{API}/users", endpoint="list_users", methods=["GET"]),
             Rule(f"{API}/users/<int:user_id>", endpoint="get_user", methods=["GET"]),
@@ -90,6 +140,7 @@ class GitLabStandIn(StandIn):
         from sandbox.gitlab.seed import load
 
         super().load_seed(seed)
+        self.application_limits.configure(seed.get("application_settings") or {})
         with self.backend.lock:
             self.backend.reset_state()
             if self.base_url:
@@ -116,6 +167,8 @@ class GitLabStandIn(StandIn):
                 "timelog_count": len(backend.timelogs),
                 "notifications": list(backend.notifications),
                 "cross_references": list(backend.cross_references),
+                "application_settings": dict(self.application_limits.settings),
+                "application_rate_limited": dict(self.application_limits.refused),
             }
 
     def airflow_connections(self, ca_bundle: str | None) -> dict[str, dict[str, Any]]:
@@ -183,6 +236,14 @@ class GitLabStandIn(StandIn):
         return super().__call__(environ, start_response)
 
     # --- helpers ----------------------------------------------------------------------------------
+    def _check_rate_limit(self, key: str, current: User) -> None:
+        """``check_rate_limit!(key, scope: [current_user])``: 429 with Retry-After once over the limit."""
+        if self.application_limits.throttled(key, current.id):
+            retry_after = max(
+                1, math.ceil(self.application_limits.interval_seconds * self.faults.config.retry_after_scale)
+            )
+            raise ApplicationRateLimited(retry_after)
+
     def _current(self, request: Request) -> User:
         token = (
             request.headers.get("PRIVATE-TOKEN")
@@ -198,6 +259,10 @@ class GitLabStandIn(StandIn):
             with self.backend.lock:
                 current = self._current(request)
                 return action(current)
+        except ApplicationRateLimited as limited:
+            return json_response(
+                {"message": {"error": APPLICATION_RATE_LIMIT_ERROR}}, 429, {"Retry-After": str(limited.retry_after)}
+            )
         except GitLabError as error:
             return self._error(error)
 
@@ -406,6 +471,24 @@ class GitLabStandIn(StandIn):
             "references": {"short": f"&{epic.iid}", "full": f"{group.full_path}&{epic.iid}"},
         }
 
+    # --- handlers: application settings (the per-endpoint rate limits only) ------------------------------
+    def application_settings(self, request: Request) -> Response:
+        """``GET``/``PUT /application/settings``: ``search_rate_limit``, ``notes_create_limit`` (0 = off)."""
+
+        def action(_current: User) -> Response:
+            if request.method == "PUT":
+                params = self._params(request)
+                changed = {key: params[key] for key in APPLICATION_RATE_LIMITS if key in params}
+                try:
+                    values = {key: int(value) for key, value in changed.items()}
+                except (TypeError, ValueError):
+                    raise GitLabError(400, {"error": f"{', '.join(changed)} is invalid"}) from None
+                limits = self.application_limits
+                limits.configure({**limits.settings, **values, "rate_limit_interval_seconds": limits.interval_seconds})
+            return json_response(dict(self.application_limits.settings))
+
+        return self._handle(request, action)
+
     # --- handlers: GraphQL -------------------------------------------------------------------------
     def graphql(self, request: Request) -> Response:
         def action(current: User) -> Response:
@@ -519,6 +602,8 @@ class GitLabStandIn(StandIn):
 
     # --- handlers: issues --------------------------------------------------------------------------------
     def _list(self, request: Request, projects: list[Project], current: User) -> Response:
+        if request.args.get("search"):
+            self._check_rate_limit("search_rate_limit", current)
         params = dict(request.args.items())
         multi = {key: request.args.getlist(key) for key in request.args}
         issues = self.backend.list_issues(projects, params, multi, current)
@@ -558,6 +643,7 @@ class GitLabStandIn(StandIn):
 
     def create_note(self, request: Request, project_id: str, iid: int) -> Response:
         def action(current: User) -> Response:
+            self._check_rate_limit("notes_create_limit", current)
             body = str(self._params(request).get("body") or "")
             note, commands = self.backend.add_note(self.backend.project(project_id), iid, current, body)
             if note is None:

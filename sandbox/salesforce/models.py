@@ -2,7 +2,9 @@
 
 No HTTP here; ``responses.py`` turns requests into calls and ``SalesforceError`` into the wire shape.
 Not implemented: field-level security, sharing, validation rules, triggers, currency conversion,
-``undelete``, child sub-query paging (children always come whole with ``done: true``).
+``undelete``. A child sub-query longer than ``child_page_size`` comes back partial, with its own
+``nextRecordsUrl`` inside the parent record; an org seeded with ``multi_currency: false`` has no
+``CurrencyIsoCode`` (naming it is ``INVALID_FIELD``, describe leaves it out).
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ from sandbox.salesforce.schema import OBJECTS, STAGES, FieldDef, ObjectDef, find
 from sandbox.salesforce.soql import BoolOp, Comparison, DateLiteral, Query, SoqlSyntaxError, parse
 
 DEFAULT_PAGE_SIZE = 2000
+# A child sub-query with more rows than this comes back partial: its own nextRecordsUrl inside the
+# parent record (read with queryMore), as real Salesforce does for large relationships.
+DEFAULT_CHILD_PAGE_SIZE = 200
+# Fields that exist only in orgs with multi-currency enabled.
+MULTI_CURRENCY_FIELDS = {"CurrencyIsoCode"}
 MIN_BATCH_SIZE = 200
 LOCATOR_TTL_SECONDS = 15 * 60
 DEFAULT_DAILY_LIMIT = 15000
@@ -161,9 +168,12 @@ class SalesforceBackend:
         self.daily_limit = DEFAULT_DAILY_LIMIT
         self.api_usage = 0
         self.page_size = DEFAULT_PAGE_SIZE
+        self.child_page_size = DEFAULT_CHILD_PAGE_SIZE
+        self.multi_currency = True
         self.locator_ttl: float = LOCATOR_TTL_SECONDS
         self.org_id = "00D5g000004ORGA" + id_checksum("00D5g000004ORGA")
         self._counter = 0
+        self._children_of: dict[int, dict[str, list[dict[str, Any]]]] = {}
         self.clock: Callable[[], datetime] = clock.now
 
     # --- seed ------------------------------------------------------------------------------------
@@ -177,6 +187,8 @@ class SalesforceBackend:
             self.locators.clear()
             self.daily_limit = int(seed.get("daily_api_limit", DEFAULT_DAILY_LIMIT))
             self.page_size = int(seed.get("page_size", DEFAULT_PAGE_SIZE))
+            self.child_page_size = int(seed.get("child_page_size", DEFAULT_CHILD_PAGE_SIZE))
+            self.multi_currency = bool(seed.get("multi_currency", True))
             self.locator_ttl = float(seed.get("locator_ttl_seconds", LOCATOR_TTL_SECONDS))
             self.api_usage = int(seed.get("api_usage", 0))
             self._counter = 0
@@ -204,6 +216,9 @@ class SalesforceBackend:
             now = format_datetime(self.clock())
             record.update({"IsDeleted": False, "CreatedDate": now, "LastModifiedDate": now, "SystemModstamp": now})
             record.update(values)
+            if not self.multi_currency:
+                for name in MULTI_CURRENCY_FIELDS:
+                    record.pop(name, None)
             record["Id"] = values.get("Id") or make_id(definition.key_prefix, AUTO_ID_BASE + self._counter)
             self._derive(sobject, record)
             self.records[sobject][record["Id"]] = record
@@ -249,7 +264,11 @@ class SalesforceBackend:
             definition = self._object(query.sobject)
             self._validate(query, definition, soql)
             rows = self._select(query, definition, include_deleted)
-            serialised = [self._serialise(query, definition, row, include_deleted, version) for row in rows]
+            self._children_of = {}  # each sub-query runs once per query, not once per parent
+            try:
+                serialised = [self._serialise(query, definition, row, include_deleted, version) for row in rows]
+            finally:
+                self._children_of = {}
             size = self.page_size if batch_size is None else max(MIN_BATCH_SIZE, min(batch_size, self.page_size))
             locator_id = "01g" + secrets.token_hex(6).upper()[:12]
             self.locators[locator_id] = Locator(serialised, size, time.monotonic(), include_deleted)
@@ -306,9 +325,44 @@ class SalesforceBackend:
                 raise self._no_such_column(".".join(path), current.name, soql)
             current = OBJECTS[reference.reference_to]
         field = current.field(path[-1])
-        if field is None:
+        if field is None or not self.has_field(field.name):
             raise self._no_such_column(".".join(path), current.name, soql)
         return field
+
+    def has_field(self, name: str) -> bool:
+        """Whether the org has the field at all (CurrencyIsoCode only with multi-currency enabled)."""
+        return self.multi_currency or name not in MULTI_CURRENCY_FIELDS
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        """The sObject describe: the object's fields as this org has them (a subset of the real shape)."""
+        definition = self._object(sobject)
+        fields = []
+        for field in definition.fields.values():
+            if not self.has_field(field.name):
+                continue
+            fields.append(
+                {
+                    "name": field.name,
+                    "type": field.type,
+                    "updateable": field.updateable,
+                    "createable": field.updateable,
+                    "nillable": field.name != "Id",
+                    "referenceTo": [field.reference_to] if field.reference_to else [],
+                    "relationshipName": field.relationship_name,
+                }
+            )
+        children = [
+            {"relationshipName": name, "childSObject": child, "field": foreign_key}
+            for name, (child, foreign_key) in definition.children.items()
+        ]
+        return {
+            "name": definition.name,
+            "keyPrefix": definition.key_prefix,
+            "queryable": True,
+            "updateable": True,
+            "fields": fields,
+            "childRelationships": children,
+        }
 
     @staticmethod
     def _no_such_column(name: str, entity: str, soql: str) -> SalesforceError:
@@ -511,21 +565,32 @@ class SalesforceBackend:
             assert child is not None
             relationship, (child_type, foreign_key) = child
             child_definition = OBJECTS[child_type]
-            children = [
-                candidate
-                for candidate in self._select(subquery, child_definition, include_deleted)
-                if (candidate.get(foreign_key) or "")[:15] == row["Id"][:15]
-            ]
+            if id(subquery) not in self._children_of:
+                grouped: dict[str, list[dict[str, Any]]] = {}
+                for candidate in self._select(subquery, child_definition, include_deleted):
+                    grouped.setdefault((candidate.get(foreign_key) or "")[:15], []).append(candidate)
+                self._children_of[id(subquery)] = grouped
+            children = self._children_of[id(subquery)].get(row["Id"][:15], [])
             if children:
                 records = [
                     self._serialise(subquery, child_definition, child_row, include_deleted, version)[0]
                     for child_row in children
                 ]
-                output[relationship] = {"totalSize": len(records), "done": True, "records": records}
-                weight += len(records)
+                output[relationship] = self._child_result(records, include_deleted, version)
+                weight += len(output[relationship]["records"])
             else:
                 output[relationship] = None
         return output, weight
+
+    def _child_result(self, records: list[dict[str, Any]], include_deleted: bool, version: str) -> dict[str, Any]:
+        """A child relationship's query result: whole, or its first page with its own locator."""
+        if len(records) <= self.child_page_size:
+            return {"totalSize": len(records), "done": True, "records": records}
+        locator_id = "01g" + secrets.token_hex(6).upper()[:12]
+        self.locators[locator_id] = Locator(
+            [(record, 1) for record in records], self.child_page_size, time.monotonic(), include_deleted
+        )
+        return self._page(locator_id, 0, version)
 
     def _place(
         self,
@@ -574,7 +639,7 @@ class SalesforceBackend:
             if name == "attributes":
                 continue
             field = definition.field(name)
-            if field is None:
+            if field is None or not self.has_field(field.name):
                 raise SalesforceError(
                     400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {definition.name}", []
                 )

@@ -72,6 +72,7 @@ class SalesforceStandIn(StandIn):
             Rule(f"{API_PATH}/queryAll", endpoint="query_all", methods=["GET"]),
             Rule(f"{API_PATH}/queryAll/<locator>", endpoint="query_all_more", methods=["GET"]),
             Rule(f"{API_PATH}/sobjects/<sobject>", endpoint="create_sobject", methods=["POST"]),
+            Rule(f"{API_PATH}/sobjects/<sobject>/describe", endpoint="describe_sobject", methods=["GET"]),
             Rule(
                 f"{API_PATH}/sobjects/<sobject>/<record_id>",
                 endpoint="sobject_row",
@@ -292,6 +293,9 @@ class SalesforceStandIn(StandIn):
             return json_response({"id": record_id, "success": True, "errors": []}, 201)
 
         return self._rest(request, action)
+
+    def describe_sobject(self, request: Request, version: str, sobject: str) -> Response:
+        return self._rest(request, lambda: json_response(self.backend.describe(sobject)))
 
     def sobject_row(self, request: Request, version: str, sobject: str, record_id: str) -> Response:
         def action() -> Response:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import Decimal
 
 import pytest
 
-from ps_integrations.domain.gitlab_text import inline_markdown, plain_title
+from ps_integrations.domain.gitlab_text import inline_markdown, issue_title, plain_title
 from ps_integrations.domain.opportunity_sync import (
     BLOCK_END,
     BLOCK_START,
@@ -15,15 +16,22 @@ from ps_integrations.domain.opportunity_sync import (
     InvalidRecord,
     SyncConfig,
     build_content,
+    change_id,
+    change_ids,
     change_note,
     compose_description,
     diff,
     find_marker,
     fiscal_quarter,
+    is_sync_label,
+    label_collisions,
+    label_config_problems,
     parse_opportunity,
     plan,
     quarter_label,
+    require_issue_fields,
     snapshot,
+    with_change_id,
 )
 from sandbox.gitlab.markdown import extract_quick_actions, mentions, references
 
@@ -205,3 +213,99 @@ def test_plan_decides_per_opportunity():
         ("update", 9),  # found by its marker after a crash: adopted, not created again
         ("quarantined", None),
     ]
+
+
+# --- issue #17 ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({}, None),
+        ({"reopened_label": "ps::opportunity-reopened"}, "shares the scope 'ps' with the base label 'ps::todo'"),
+        ({"unknown_sku_label": "proposal::unknown-sku"}, "base label 'proposal::Closed_Won'"),
+        ({"quarter_label": "ps::Q{quarter}{yy}"}, "quarter_label 'ps::Q100' shares the scope 'ps'"),
+        ({"reopened_label": "sku::reopened"}, "shares the scope 'sku' with reopened_label"),
+        ({"reopened_label": "opportunity-reopened"}, None),  # unscoped: removes nothing
+    ],
+)
+def test_sync_labels_may_not_share_a_scope_with_the_teams(settings, problem):
+    problems = label_config_problems(SyncConfig(**settings))
+    if problem is None:
+        assert problems == []
+        SyncConfig.from_mapping(settings)
+    else:
+        assert any(problem in text for text in problems), problems
+        with pytest.raises(ValueError, match="ps_opportunity_sync_config"):
+            SyncConfig.from_mapping(settings)
+
+
+def test_label_collisions_spare_the_syncs_own_labels_and_name_the_others():
+    config = SyncConfig()
+    current = ["ps::in-progress", "close_qtr::Q127", "ps-sync::on-hold"]
+    ours = {label for label in current if is_sync_label(label, config)}
+    assert label_collisions(current, ["close_qtr::Q427", "ps-sync::opportunity-reopened"], ours) == [
+        ("ps-sync::opportunity-reopened", "ps-sync::on-hold")
+    ]
+    assert label_collisions(current, ["Training"], ours) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        (
+            "Acme: Rollout 2027 (phase 2) - EMEA & APAC: 50% done!",
+            "Acme: Rollout 2027 (phase 2) - EMEA & APAC: 50% done!",
+        ),
+        ("O'Brien & Sons: /close ~urgent %v1 <b>x</b>", "O'Brien & Sons: /close ~urgent %v1 <b>x</b>"),
+        ("Mail ops@example.com", "Mail ops@example.com"),
+        ("Fix #12 for @all", "Fix #\u200b12 for @\u200ball"),
+        ("see !3, &4, $5 and group/project#6", "see !\u200b3, &\u200b4, $\u200b5 and group/project#\u200b6"),
+        ("  two\nlines  ", "two lines"),
+    ],
+)
+def test_issue_titles_change_only_what_gitlab_would_act_on(text, title):
+    from sandbox.gitlab.markdown import title_mentions, title_references
+
+    assert issue_title(text) == title
+    assert title_mentions(issue_title(text)) == [] and title_references(issue_title(text)) == []
+
+
+def test_changes_while_not_won_become_notes_and_a_flag_says_what_changed():
+    config = SyncConfig()
+    reopened = parse_opportunity(record(StageName="Negotiation/Review", IsWon=False, Amount=5.0))
+    before = snapshot(parse_opportunity(record(StageName="Negotiation/Review", IsWon=False)))
+    won_before = snapshot(parse_opportunity(record()))
+    flagged = {reopened.id: {"issue_iid": 3, "flagged": 1, "snapshot_json": json.dumps(before)}}
+    synced = {reopened.id: {"issue_iid": 3, "flagged": 0, "snapshot_json": json.dumps(won_before)}}
+
+    [note] = plan([reopened], flagged, {}, {}, set())
+    assert (note.kind, note.issue_iid, [c.field for c in note.changes]) == ("note", 3, ["amount"])
+    [flag] = plan([reopened], synced, {}, {}, set())
+    assert flag.kind == "flag" and [c.field for c in flag.changes] == ["stage", "amount"]
+    same = {reopened.id: {**flagged[reopened.id], "snapshot_json": json.dumps(snapshot(reopened))}}
+    assert plan([reopened], same, {}, {}, set())[0].kind == "unchanged"
+    assert config.reopened_label == "ps-sync::opportunity-reopened"
+
+
+def test_a_change_has_one_id_hidden_in_its_note():
+    old, new = {"amount": "1.00 USD"}, {"amount": "2.00 USD"}
+    identifier = change_id("0065g0000000001AAA", "update", old, new)
+    assert identifier == change_id("0065g0000000001AAA", "update", dict(old), dict(new))
+    assert identifier != change_id("0065g0000000001AAA", "update", new, old)
+    body = with_change_id("**Opportunity updated**", identifier)
+    assert change_ids(body) == {identifier} and body.startswith("**Opportunity updated**")
+    assert mentions(body) == [] and references(body) == []
+
+
+@pytest.mark.parametrize(("overrides", "field"), [({"Name": ""}, "Name"), ({"CloseDate": None}, "CloseDate")])
+def test_a_won_opportunity_needs_a_name_and_a_close_date(overrides, field):
+    opportunity = parse_opportunity(record(**overrides))
+    with pytest.raises(InvalidRecord) as error:
+        require_issue_fields(opportunity)
+    assert error.value.field == field and error.value.record_id == opportunity.id
+
+
+def test_an_org_without_multi_currency_reads_amounts_in_the_org_currency():
+    plain = record()
+    plain.pop("CurrencyIsoCode")
+    assert parse_opportunity(plain, default_currency="EUR").currency == "EUR"
+    assert parse_opportunity(record(), default_currency="EUR").currency == "USD"

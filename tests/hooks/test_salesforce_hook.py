@@ -365,3 +365,33 @@ def test_existing_session_id_mode(salesforce, sandbox, monkeypatch):
     with pytest.raises(SalesforceApiError) as raised:
         list(hook.query_records("SELECT Id FROM User LIMIT 1"))
     assert raised.value.code == "INVALID_SESSION_ID"  # a given session cannot be renewed: say so
+
+
+def test_query_records_follows_partial_child_relationships(salesforce, sandbox):
+    """#17: a parent's child sub-query comes back partial with its own nextRecordsUrl; the hook reads the rest."""
+    _seed(sandbox, child_page_size=10, page_size=200, records=_paged_seed(parents=3, children=25))
+    hook = SalesforceHook()
+    records = list(
+        hook.query_records("SELECT Id, (SELECT Id FROM OpportunityLineItems ORDER BY Id) FROM Opportunity ORDER BY Id")
+    )
+
+    assert [len(record["OpportunityLineItems"]["records"]) for record in records] == [25, 25, 25]
+    assert all(record["OpportunityLineItems"]["done"] is True for record in records)
+    ids = [child["Id"] for child in records[0]["OpportunityLineItems"]["records"]]
+    assert ids == sorted(set(ids))  # in order, none twice
+    assert hook.child_pages == 3 * 2 and salesforce.call_counts()["query_more"] == 6
+
+
+def test_describe_fields_tells_a_single_currency_org_apart(salesforce, sandbox):
+    _seed(sandbox, multi_currency=False, records=_paged_seed(parents=1, children=1))
+    hook = SalesforceHook()
+    fields = hook.describe_fields("Opportunity")
+    assert "CurrencyIsoCode" not in fields and "Amount" in fields
+    hook.describe_fields("Opportunity")
+    assert salesforce.call_counts()["describe_sobject"] == 1  # cached for the hook's life (one run)
+    with pytest.raises(SalesforceApiError, match="INVALID_FIELD") as raised:
+        list(hook.query_records("SELECT Id, CurrencyIsoCode FROM Opportunity"))
+    assert raised.value.code == "INVALID_FIELD"
+
+    _seed(sandbox, records=_paged_seed(parents=1, children=1))
+    assert "CurrencyIsoCode" in SalesforceHook().describe_fields("Opportunity")

@@ -82,3 +82,18 @@ def test_human_duration():
         "1d 30m",
         "-15m",
     )
+
+
+def test_titles_mention_and_reference_by_gitlabs_single_line_rules():
+    from sandbox.gitlab.markdown import title_mentions, title_references
+
+    title = "Acme: @all see #12, !3, $4, &5 and grp/proj#6 - ~label %milestone /close ops@example.com"
+    assert title_mentions(title) == ["all"]
+    assert title_references(title) == [
+        ("issue", "12"),
+        ("issue", "6"),
+        ("merge_request", "3"),
+        ("snippet", "4"),
+        ("epic", "5"),
+    ]
+    assert title_mentions("@\u200ball") == [] and title_references("#\u200b12") == []

@@ -210,3 +210,76 @@ def test_datetime_literals_have_whole_seconds_as_in_soql(backend):
     with pytest.raises(SalesforceError) as raised:
         backend.query("SELECT Id FROM Opportunity WHERE SystemModstamp > 2026-11-21T00:00:00.000Z", False, None, "59.0")
     assert raised.value.code == "MALFORMED_QUERY"
+
+
+# --- issue #17: child sub-query paging and orgs without multi-currency --------------------------------
+def _org(**settings):
+    backend = SalesforceBackend()
+    backend.clock = lambda: NOW
+    backend.load(
+        {
+            **settings,
+            "records": {
+                "Account": [{"Id": "001000000000001AAA", "Name": "Acme"}],
+                "Product2": [{"Id": "01t000000000001AAA", "Name": "Migration+", "ProductCode": "MIG+"}],
+                "Opportunity": [
+                    {
+                        "Id": "006000000000001AAA",
+                        "Name": "A",
+                        "AccountId": "001000000000001AAA",
+                        "StageName": "Closed Won",
+                        "CloseDate": "2026-11-21",
+                        "Amount": 100.0,
+                        "CurrencyIsoCode": "EUR",
+                    }
+                ],
+                "OpportunityLineItem": [
+                    {
+                        "OpportunityId": "006000000000001AAA",
+                        "Product2Id": "01t000000000001AAA",
+                        "Quantity": float(n),
+                        "UnitPrice": 10.0,
+                    }
+                    for n in range(1, 6)
+                ],
+            },
+        }
+    )
+    return backend
+
+
+def test_a_child_relationship_longer_than_the_child_page_comes_back_partial_with_its_own_locator():
+    backend = _org(child_page_size=2)
+    soql = "SELECT Id, (SELECT Id, Quantity FROM OpportunityLineItems ORDER BY Quantity) FROM Opportunity"
+    [record] = backend.query(soql, False, None, "59.0")["records"]
+    children = record["OpportunityLineItems"]
+    assert children["done"] is False and children["totalSize"] == 5
+    assert [row["Quantity"] for row in children["records"]] == [1.0, 2.0]
+    assert children["nextRecordsUrl"].startswith("/services/data/v59.0/query/01g")
+    quantities = [row["Quantity"] for row in children["records"]]
+    url = children["nextRecordsUrl"]
+    while url:
+        page = backend.query_more(url.rsplit("/", 1)[1], False, "59.0")
+        quantities += [row["Quantity"] for row in page["records"]]
+        url = page.get("nextRecordsUrl")
+    assert quantities == [1.0, 2.0, 3.0, 4.0, 5.0] and page["done"] is True
+
+
+def test_children_within_the_child_page_come_whole():
+    backend = _org()  # default child page of 200
+    record = backend.query("SELECT Id, (SELECT Id FROM OpportunityLineItems) FROM Opportunity", False, None, "59.0")
+    children = record["records"][0]["OpportunityLineItems"]
+    assert children["done"] is True and len(children["records"]) == 5 and "nextRecordsUrl" not in children
+
+
+def test_an_org_without_multi_currency_has_no_currency_iso_code():
+    backend = _org(multi_currency=False)
+    with pytest.raises(SalesforceError) as error:
+        backend.query("SELECT Id, CurrencyIsoCode FROM Opportunity", False, None, "59.0")
+    assert error.value.code == "INVALID_FIELD" and "No such column 'CurrencyIsoCode'" in error.value.message
+    with pytest.raises(SalesforceError, match="CurrencyIsoCode"):
+        backend.update("Opportunity", "006000000000001AAA", {"CurrencyIsoCode": "USD"})
+    names = {field["name"] for field in backend.describe("Opportunity")["fields"]}
+    assert "CurrencyIsoCode" not in names and {"Id", "Amount", "SystemModstamp"} <= names
+    assert "CurrencyIsoCode" not in backend.get("Opportunity", "006000000000001AAA")
+    assert "CurrencyIsoCode" in {field["name"] for field in _org().describe("Opportunity")["fields"]}

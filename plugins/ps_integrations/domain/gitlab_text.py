@@ -10,6 +10,8 @@ images, links, emphasis) and no emoji codes.
   treat escaped characters as mentions or references).
 - ``plain_title``: for issue titles, which GitLab shows raw in lists, mails and the API: one line,
   a zero-width space after each reference sigil so nothing links or mentions, visible text unchanged.
+- ``issue_title``: the same guarantee touching only what GitLab's title pipeline would act on, so
+  ordinary titles stay byte-for-byte what was typed (searchable, pasteable).
 """
 
 from __future__ import annotations
@@ -42,4 +44,22 @@ def plain_title(text: str | None, limit: int = 255) -> str:
         if char in SIGILS:
             out.append(ZERO_WIDTH_SPACE)
     title = "".join(out)
+    return title if len(title) <= limit else title[: limit - 1] + "…"
+
+
+# Issue titles go through GitLab's single-line pipeline (Banzai::Pipeline::SingleLinePipeline): HTML
+# entity escaping, emoji, autolinks and the reference filters for users, issues, merge requests,
+# snippets, commits (+ EE: epics, iterations, vulnerabilities) - no Markdown, so no backslash escape
+# and no quick actions, labels or milestones. Only a sigil that starts one of those references is
+# broken, with a zero-width space between it and what follows; nothing else is touched.
+TITLE_REFERENCE = re.compile(
+    r"(?<![\w])@(?=[A-Za-z0-9_])"  # @user, @all (an e-mail address is not a mention)
+    r"|[#!&$](?=\d)"  # #12, !3, &4, $5, also group/project#12
+    r"|\*(?=iteration:)|\^(?=alert#)|\[(?=vulnerability:)"
+)
+
+
+def issue_title(text: str | None, limit: int = 255) -> str:
+    """A title that cannot mention or reference, unchanged unless it would have."""
+    title = TITLE_REFERENCE.sub(lambda match: match.group(0) + ZERO_WIDTH_SPACE, one_line(text))
     return title if len(title) <= limit else title[: limit - 1] + "…"

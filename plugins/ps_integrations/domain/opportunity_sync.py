@@ -16,13 +16,15 @@ from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ps_integrations.domain.gitlab_text import inline_markdown, plain_title
+from ps_integrations.domain.gitlab_text import inline_markdown, issue_title
 
 WON_STAGE = "Closed Won"
 MARKER_PREFIX = "ps-integrations:opportunity-id="
 BLOCK_START = "<!-- ps-integrations:managed:start (edits between these markers are replaced on sync) -->"
 BLOCK_END = "<!-- ps-integrations:managed:end -->"
 MARKER_PATTERN = re.compile(r"<!-- ps-integrations:opportunity-id=(?P<id>[A-Za-z0-9]{15,18}) -->")
+CHANGE_PREFIX = "ps-integrations:change="
+CHANGE_PATTERN = re.compile(r"<!-- ps-integrations:change=(?P<id>[0-9a-f]{16,64}) -->")
 SALESFORCE_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
 
 
@@ -72,7 +74,9 @@ class SyncConfig:
     project: str = "professional-services/engagements"
     fiscal_year_start_month: int = 2
     quarter_label: str = "close_qtr::Q{quarter}{yy}"
-    reopened_label: str = "ps::opportunity-reopened"
+    # In a scope of its own: GitLab scoped labels are exclusive, so a sync label sharing a scope
+    # with the team's workflow labels (ps::todo, ps::in-progress) would remove theirs.
+    reopened_label: str = "ps-sync::opportunity-reopened"
     base_labels: tuple[str, ...] = ("proposal::Closed_Won", "ps::todo")
     unknown_sku_label: str = "sku::unknown"
     due_in_days: int | None = 30
@@ -80,6 +84,8 @@ class SyncConfig:
     writeback_field: str | None = None
     overlap_minutes: int = 5
     gitlab_requests_per_minute: int = 600
+    gitlab_notes_per_minute: int = 300  # GitLab's notes_create_limit (default 300 per user and minute)
+    org_currency: str = "USD"  # the currency of an org without multi-currency (no CurrencyIsoCode)
     concurrency: int = 8
 
     @classmethod
@@ -89,7 +95,69 @@ class SyncConfig:
         config = settings_from_mapping(cls, data, "ps_opportunity_sync_config")
         if not 1 <= config.fiscal_year_start_month <= 12:
             raise ValueError("fiscal_year_start_month must be 1-12")
+        problems = label_config_problems(config)
+        if problems:
+            raise ValueError("ps_opportunity_sync_config: " + "; ".join(problems))
         return config
+
+    def sync_labels(self) -> dict[str, str]:
+        """The labels the sync sets and changes later, by setting name (the quarter label as an example)."""
+        return {
+            "reopened_label": self.reopened_label,
+            "unknown_sku_label": self.unknown_sku_label,
+            "quarter_label": self.quarter_label.format(quarter=1, year=2000, yy="00"),
+        }
+
+
+def label_scope(name: str) -> str | None:
+    """GitLab's scope of a label: ``a::b`` -> ``a``, ``a::b::c`` -> ``a::b``, unscoped -> None."""
+    return name.rsplit("::", 1)[0] if "::" in name else None
+
+
+def label_config_problems(config: SyncConfig) -> list[str]:
+    """Sync labels that would remove a label people own: one sharing a scope with a base label
+    (set at creation, then the team's to change) or with another sync label."""
+    problems = []
+    seen: dict[str, str] = {}
+    for setting, label in config.sync_labels().items():
+        scope = label_scope(label)
+        if scope is None:
+            continue
+        for base in config.base_labels:
+            if label_scope(base) == scope:
+                problems.append(
+                    f"{setting} {label!r} shares the scope {scope!r} with the base label {base!r}; scoped labels "
+                    f"are exclusive, so adding it would remove the team's label. Use a scope no person uses "
+                    f"(e.g. 'ps-sync::{label.rsplit('::', 1)[1]}')"
+                )
+        if scope in seen:
+            problems.append(f"{setting} {label!r} shares the scope {scope!r} with {seen[scope]}")
+        seen[scope] = setting
+    return problems
+
+
+def is_sync_label(label: str, config: SyncConfig) -> bool:
+    """A label the sync makes: its reopened or unknown-SKU label, or any quarter label of its format
+    (an issue adopted by marker may carry an older quarter label the state store never saw)."""
+    if label in (config.reopened_label, config.unknown_sku_label):
+        return True
+    pattern = re.escape(config.quarter_label)
+    for name, digits in (("quarter", r"\d"), ("yy", r"\d{2}"), ("year", r"\d{4}")):
+        pattern = pattern.replace(re.escape("{" + name + "}"), digits)
+    return re.fullmatch(pattern, label) is not None
+
+
+def label_collisions(current: list[str], adding: list[str], ours: set[str]) -> list[tuple[str, str]]:
+    """(label to add, label it would remove) for labels on the issue the sync did not set."""
+    found = []
+    for label in adding:
+        scope = label_scope(label)
+        if scope is None:
+            continue
+        for existing in current:
+            if existing != label and existing not in ours and label_scope(existing) == scope:
+                found.append((label, existing))
+    return found
 
 
 @dataclass(frozen=True)
@@ -150,7 +218,17 @@ def _children(record: Mapping[str, Any], relationship: str) -> list[Mapping[str,
     return list(child.get("records") or []) if isinstance(child, Mapping) else []
 
 
-def parse_opportunity(record: Mapping[str, Any], issue_url_field: str | None = None) -> Opportunity:
+def require_issue_fields(opportunity: Opportunity) -> None:
+    """A won opportunity needs a Name (the issue title) and a CloseDate (quarter label, due date)."""
+    if not opportunity.name.strip():
+        raise InvalidRecord(opportunity.id, "Name", "empty; it is the issue title")
+    if opportunity.close_date is None:
+        raise InvalidRecord(opportunity.id, "CloseDate", "empty; it sets the close quarter label and the due date")
+
+
+def parse_opportunity(
+    record: Mapping[str, Any], issue_url_field: str | None = None, default_currency: str = "USD"
+) -> Opportunity:
     """A Salesforce Opportunity record -> ``Opportunity``; ``InvalidRecord`` names what is wrong."""
     record_id = str(record.get("Id") or "")
     if not SALESFORCE_ID.match(record_id):
@@ -160,7 +238,8 @@ def parse_opportunity(record: Mapping[str, Any], issue_url_field: str | None = N
         close_date = date.fromisoformat(close) if close else None
     except ValueError:
         raise InvalidRecord(record_id, "CloseDate", f"not a date: {close!r}") from None
-    currency = record.get("CurrencyIsoCode") or "USD"
+    # An org without multi-currency has no CurrencyIsoCode: every amount is in the org's currency.
+    currency = record.get("CurrencyIsoCode") or default_currency
     if not re.fullmatch(r"[A-Z]{3}", str(currency)):
         raise InvalidRecord(record_id, "CurrencyIsoCode", f"not an ISO 4217 code: {currency!r}")
     items = []
@@ -263,6 +342,21 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
+def change_id(opportunity_id: str, kind: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> str:
+    """The id of one change (what a note reports): the same change always gets the same id."""
+    payload = json.dumps([opportunity_id, kind, old, new], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def with_change_id(body: str, identifier: str) -> str:
+    """A note body carrying its change id hidden, so a re-run can tell the note was posted."""
+    return f"{body}\n\n<!-- {CHANGE_PREFIX}{identifier} -->"
+
+
+def change_ids(body: str | None) -> set[str]:
+    return {match.group("id") for match in CHANGE_PATTERN.finditer(body or "")}
+
+
 def change_note(changes: list[Change], modstamp: str) -> str:
     lines = [f"**Opportunity updated in Salesforce** (as of {inline_markdown(modstamp)}):", ""]
     for change in changes:
@@ -346,7 +440,7 @@ def build_content(
         "salesforce_url": salesforce_url,
         "opportunity_id": opportunity.id,
     }
-    title = plain_title(f"{opportunity.account}: {opportunity.name}")
+    title = issue_title(f"{opportunity.account}: {opportunity.name}" if opportunity.account else opportunity.name)
     return IssueContent(title, render_block(context).strip(), tuple(labels), due, tuple(unknown), engagement_type)
 
 
@@ -369,7 +463,7 @@ def compose_description(current: str | None, content: IssueContent, opportunity_
 class Action:
     """One thing to do (or not) for one opportunity."""
 
-    kind: str  # create, update, flag, unflag, unchanged, skipped, quarantined
+    kind: str  # create, update, flag, unflag, note, unchanged, skipped, quarantined
     opportunity: Opportunity
     content: IssueContent | None = None
     issue_iid: int | None = None
@@ -409,10 +503,16 @@ def plan(
                 actions.append(Action("update", opportunity, content, iid, changes))
             else:
                 actions.append(Action("unchanged", opportunity, content, iid))
-        elif iid is not None and not flagged:
-            actions.append(Action("flag", opportunity, None, iid))
         elif iid is not None:
-            actions.append(Action("unchanged", opportunity, None, iid))
+            old_snapshot = json.loads(row["snapshot_json"]) if row.get("snapshot_json") else None
+            changes = diff(old_snapshot, snapshot(opportunity))
+            if not flagged:
+                actions.append(Action("flag", opportunity, None, iid, changes))
+            elif changes:
+                # Still not won, but something changed: say so now, not silently at the re-win.
+                actions.append(Action("note", opportunity, None, iid, changes))
+            else:
+                actions.append(Action("unchanged", opportunity, None, iid))
         else:
             actions.append(Action("skipped", opportunity, reason="not won and never synced"))
     return actions

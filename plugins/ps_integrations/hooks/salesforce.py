@@ -72,6 +72,8 @@ class SalesforceHook(ProviderSalesforceHook):
         self.logins = 0
         self.relogins = 0
         self.pages = 0
+        self.child_pages = 0
+        self._described: dict[str, set[str]] = {}
 
     # --- connection ------------------------------------------------------------------------------
     @cached_property
@@ -241,7 +243,8 @@ class SalesforceHook(ProviderSalesforceHook):
             raise SalesforceApiError(error.code, f"{error.message} (query: {soql})") from None
         self.pages = 1
         while True:
-            yield from page["records"]
+            for record in page["records"]:
+                yield self._complete_children(record, headers)
             if page.get("done", True):
                 return
             next_url = page["nextRecordsUrl"]
@@ -251,6 +254,39 @@ class SalesforceHook(ProviderSalesforceHook):
 
             page = self._call(next_page)
             self.pages += 1
+
+    def _complete_children(self, record: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        """Read the rest of every partial child relationship (``done: false`` with its own
+        ``nextRecordsUrl`` inside the parent record), so no line item or contact is dropped."""
+        for name, value in list(record.items()):
+            if not (isinstance(value, dict) and "records" in value and value.get("done") is False):
+                continue
+            children = list(value["records"])
+            result = value
+            while not result.get("done", True) and result.get("nextRecordsUrl"):
+
+                def more(client: Any, url: str = result["nextRecordsUrl"]) -> dict[str, Any]:
+                    return client.query_more(url, identifier_is_url=True, headers=headers)
+
+                result = self._call(more)
+                self.child_pages += 1
+                children.extend(result.get("records") or [])
+            record[name] = {**value, "done": True, "records": children, "nextRecordsUrl": None}
+        return record
+
+    def describe_fields(self, sobject: str) -> set[str]:
+        """The field names the org has on ``sobject`` (``describe``), once per hook instance.
+
+        :param sobject: e.g. ``Opportunity``.
+        :return: field API names, e.g. without ``CurrencyIsoCode`` in an org without multi-currency.
+        """
+        if sobject not in self._described:
+
+            def describe(client: Any) -> dict[str, Any]:
+                return getattr(client, sobject).describe()
+
+            self._described[sobject] = {str(field["name"]) for field in self._call(describe).get("fields") or []}
+        return self._described[sobject]
 
     def get_record(self, sobject: str, record_id: str) -> dict[str, Any]:
         def get(client: Any) -> dict[str, Any]:
