@@ -26,7 +26,7 @@ from scripts.chaos import environment
 environment.prepare()  # before anything imports Airflow
 
 from scripts.chaos.report import print_failures, print_table  # noqa: E402
-from scripts.chaos.runner import Harness, SequenceOutcome  # noqa: E402
+from scripts.chaos.runner import Harness, SequenceOutcome, cpu_seconds  # noqa: E402
 from scripts.chaos.schedule import draw_schedule  # noqa: E402
 from scripts.chaos.targets import TARGETS  # noqa: E402
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         harness.stop()
     total = time.monotonic() - started
-    print_table(outcomes, references, seed, total)
+    print_table(outcomes, references, seed, total, cpu_seconds())
     failed = print_failures(outcomes, seed)
     kills = sum(outcome.kills for found in outcomes.values() for outcome in found)
     if kills < args.min_kills:

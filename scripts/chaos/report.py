@@ -7,11 +7,11 @@ from collections import Counter
 from scripts.chaos.runner import SequenceOutcome
 from scripts.chaos.schedule import FAULT_KINDS
 
-COLUMNS = ("DAG", "seq", "runs", *FAULT_KINDS, "kills", "checks passed", "dup", "lost", "held", "s/seq")
+COLUMNS = ("DAG", "seq", "runs", *FAULT_KINDS, "kills", "checks passed", "dup", "lost", "held", "s/seq", "CPU s/seq")
 
 
 def print_table(
-    outcomes: dict[str, list[SequenceOutcome]], references: dict[str, float], seed: int, seconds: float
+    outcomes: dict[str, list[SequenceOutcome]], references: dict[str, float], seed: int, seconds: float, cpu: float
 ) -> None:
     rows: list[tuple[str, ...]] = []
     totals: Counter[str] = Counter()
@@ -33,6 +33,7 @@ def print_table(
         totals.update(figures)
         totals.update(faults)
         per_sequence = sum(outcome.seconds for outcome in found) / max(len(found), 1)
+        cpu_per_sequence = sum(outcome.cpu_seconds for outcome in found) / max(len(found), 1)
         rows.append(
             (
                 dag_id,
@@ -45,6 +46,7 @@ def print_table(
                 str(figures["lost"]),
                 str(figures["held"]),
                 f"{per_sequence:.0f}",
+                f"{cpu_per_sequence:.0f}",
             )
         )
     rows.append(
@@ -59,6 +61,7 @@ def print_table(
             str(totals["lost"]),
             str(totals["held"]),
             "",
+            "",
         )
     )
     widths = [max(len(row[index]) for row in [COLUMNS, *rows]) for index in range(len(COLUMNS))]
@@ -72,7 +75,7 @@ def print_table(
     print(
         f"seed {seed}: {totals['sequences']} sequences, {totals['runs']} runs, {totals['kills']} kills, "
         f"{totals['dup']} duplicates, {totals['lost']} lost; {totals['passed']}/{totals['checks']} invariant "
-        f"checks passed; {seconds:.0f} s (references: "
+        f"checks passed; {seconds:.0f} s, CPU {cpu:.0f} s (references: "
         + ", ".join(f"{dag_id} {value:.0f} s" for dag_id, value in references.items())
         + ")"
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import sys
 import time
@@ -55,6 +56,7 @@ class SequenceOutcome:
     seconds: float = 0.0
     logs: Path | None = None
     number: int = 0
+    cpu_seconds: float = 0.0  # this process (the sandbox) and its children (the DAG runs)
 
 
 @dataclass
@@ -132,7 +134,7 @@ class Harness:
         return Reference(end_state, profiles, time.monotonic() - started)
 
     def sequence(self, target: Target, data_seed: int, schedule: Schedule, reference: Reference) -> SequenceOutcome:
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), cpu_seconds()
         folder, state_uri, exports = self._fresh(target, data_seed, f"seed-{schedule.seed}")
         outcome = SequenceOutcome(target.dag_id, schedule.seed, schedule, Verdict(), logs=folder)
         clean_ok = True
@@ -155,6 +157,7 @@ class Harness:
         end_state = read_end_state(self._sandbox, target, state_uri, exports, clean_ok)
         outcome.verdict = check(reference.end_state, end_state)
         outcome.seconds = time.monotonic() - started
+        outcome.cpu_seconds = cpu_seconds() - cpu_started
         return outcome
 
     def _fresh(self, target: Target, data_seed: int, name: str) -> tuple[Path, str, Path]:
@@ -275,6 +278,12 @@ class Harness:
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 2:
             raise SystemExit(f"chaos: the harness could not run {target.dag_id}; see {log}")
         return RunResult(succeeded=succeeded and not killed, killed=killed, seconds=seconds, log=log)
+
+
+def cpu_seconds() -> float:
+    """CPU used so far by this process and its finished children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _kill_group(pid: int) -> None:

@@ -80,16 +80,18 @@ def sync_seed(seed: dict[str, Any], data_seed: int) -> dict[str, Any]:
 
 
 def change_won_opportunities(sandbox: SandboxServer) -> None:
-    """Real changes to a few synced opportunities: each must become exactly one note."""
+    """Real changes to a few won opportunities (chosen from Salesforce's data alone, so the same ones
+    in every sequence): each synced one must get exactly one note saying what changed."""
     salesforce: Any = sandbox.standin("salesforce")
-    backend = salesforce.backend
-    records = backend.records["Opportunity"]
-    synced = sorted(rid for rid, opportunity in records.items() if opportunity.get(WRITEBACK_FIELD))
-    for number, opportunity_id in enumerate(synced[:6]):
+    records = salesforce.backend.records["Opportunity"]
+    won = sorted(rid for rid, opportunity in records.items() if opportunity.get("StageName") == "Closed Won")
+    for number, opportunity_id in enumerate(won[:8]):
         opportunity = records[opportunity_id]
         opportunity["Amount"] = float(opportunity.get("Amount") or 0) + 1000.0 * (number + 1)
         if number % 2:
             opportunity["CloseDate"] = "2026-10-15"
+        # as Salesforce does on every change (a fixed moment: the note quotes it)
+        opportunity["SystemModstamp"] = "2026-11-20T12:00:00.000+0000"
 
 
 OPPORTUNITY_SYNC = Target(
@@ -103,9 +105,7 @@ OPPORTUNITY_SYNC = Target(
         }
     },
     seed=sync_seed,
-    records=(
-        StateRecords("SELECT opportunity_id AS key, opportunity_id AS name, status, issue_iid FROM opportunity_sync"),
-    ),
+    records=(StateRecords("SELECT opportunity_id AS key, opportunity_id AS name, status FROM opportunity_sync"),),
 )
 
 # --- ps_sku_reconciliation ---------------------------------------------------------------------------
