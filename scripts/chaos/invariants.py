@@ -10,6 +10,7 @@ last run summary of the DAG.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ def read_end_state(
             if ALERT_RECIPIENT not in mail["rcpt_tos"]
         ),
         exports={
-            str(path.relative_to(exports_dir)): hashlib.sha256(path.read_bytes()).hexdigest()
+            str(path.relative_to(exports_dir)): _digest(path)
             for path in sorted(exports_dir.rglob("*"))
             if path.is_file()
         },
@@ -86,6 +87,23 @@ def read_end_state(
         summary=summary,
         clean_run_succeeded=clean_run_succeeded,
     )
+
+
+def _digest(path: Path) -> str:
+    """sha256 of the bytes - of a ``manifest.json`` without its ``*_at`` moments (when the run
+    fetched its inputs or wrote the files: later in every run by design, not content)."""
+    content = path.read_bytes()
+    if path.name == "manifest.json":
+        content = json.dumps(_without_moments(json.loads(content)), sort_keys=True).encode()
+    return hashlib.sha256(content).hexdigest()
+
+
+def _without_moments(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_moments(item) for key, item in value.items() if not str(key).endswith("_at")}
+    if isinstance(value, list):
+        return [_without_moments(item) for item in value]
+    return value
 
 
 def _gitlab(sandbox: SandboxServer) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, list[str]], dict[str, str]]:
