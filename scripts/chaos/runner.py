@@ -145,7 +145,7 @@ class Harness:
                 self._inject(attempt)
                 log = folder / f"step{number + 1}-attempt{attempt_number}.log"
                 result = self._run(target, number, step.conf, log, attempt.kill)
-                self._count_faults(outcome, attempt)
+                self._count_faults(outcome, attempt, result.killed)
                 self._clear_faults()
                 outcome.runs += 1
                 outcome.kills += int(result.killed)
@@ -218,11 +218,13 @@ class Harness:
             else:
                 sandbox.standin(kill.system).faults.script(kill.endpoint, "slow_response", 1, None, HOLD_MS, kill.after)
 
-    def _count_faults(self, outcome: SequenceOutcome, attempt: Attempt) -> None:
+    def _count_faults(self, outcome: SequenceOutcome, attempt: Attempt, killed: bool) -> None:
         injected: Counter[str] = Counter()
         for standin in self._sandbox.standins.values():
             injected.update(standin.faults.injected)
-        held = 1 if attempt.kill is not None and attempt.kill.mode == "held" and attempt.kill.system != "smtp" else 0
+        # the answer held for a kill is a slow_response too, but not a latency spike
+        kill = attempt.kill
+        held = 1 if killed and kill is not None and kill.mode == "held" and kill.system != "smtp" else 0
         slow = injected.pop("slow_response", 0)
         injected["latency_spike"] += max(slow - held, 0)
         if any(fault.kind == "smtp_delay" for fault in attempt.faults):

@@ -36,7 +36,8 @@ def test_the_same_seed_gives_the_same_schedule_and_another_seed_another():
 
 def test_faults_hit_only_endpoints_the_reference_called_and_kills_hold_writes():
     endpoints = {(system, name) for system, calls in PROFILE.calls.items() for name, count in calls.items() if count}
-    kinds, kills = Counter(), Counter()
+    kinds: Counter[str] = Counter()
+    kills: Counter[str] = Counter()
     for seed in range(300):
         for step in draw_schedule(seed, [PROFILE]).steps:
             assert len(step.attempts) == MAX_ATTEMPTS
