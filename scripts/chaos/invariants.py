@@ -193,7 +193,14 @@ def check(reference: EndState, actual: EndState) -> Verdict:
             _listing("lost", missing_issues) + _listing(" extra", sorted(set(actual.issues) - set(reference.issues))),
         )
     )
-    verdict.checks.append(Check("issues as in the reference", not differing, _listing("differ", differing)))
+    verdict.checks.append(
+        Check(
+            "issues as in the reference",
+            not differing,
+            _listing("differ", differing)
+            + (f"; first: {_issue_difference(reference, actual, differing[0])}" if differing else ""),
+        )
+    )
 
     extra_notes, missing_notes, note_keys = 0, 0, []
     for key in set(reference.notes) | set(actual.notes):
@@ -275,6 +282,25 @@ def check(reference: EndState, actual: EndState) -> Verdict:
         + len(set(reference.exports) - set(actual.exports))
     )
     return verdict
+
+
+ISSUE_FIELDS = ("title", "labels", "state", "description", "due date")
+
+
+def _issue_difference(reference: EndState, actual: EndState, key: str) -> str:
+    """Which fields of the issue under ``key`` differ, with the first differing description line."""
+    want, have = reference.issues[key][0], actual.issues[key][0]
+    parts = []
+    for name, old, new in zip(ISSUE_FIELDS, want, have, strict=True):
+        if old == new:
+            continue
+        if name == "description":
+            pairs = zip(str(old).splitlines(), str(new).splitlines(), strict=False)
+            line = next(((a, b) for a, b in pairs if a != b), ("(shorter)", "(longer)"))
+            parts.append(f"description line {line[0][:120]!r} is {line[1][:120]!r}")
+        else:
+            parts.append(f"{name} {old!r} is {new!r}")
+    return "; ".join(parts)
 
 
 def _listing(label: str, items: Iterable[Any], limit: int = 5) -> str:

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import signal
 import sys
 import time
@@ -80,6 +81,7 @@ class Harness:
     def start(self, dag_ids: list[str]) -> None:
         from sandbox.seeds import load_seed_file
 
+        shutil.rmtree(self.work_dir / "runs", ignore_errors=True)  # the last invocation's logs
         environment.migrate_airflow_db()
         self._default_seed = load_seed_file()
         self.sandbox = SandboxServer(self._default_seed, state_dir=self.work_dir / "sandbox").start()
@@ -163,10 +165,7 @@ class Harness:
     def _fresh(self, target: Target, data_seed: int, name: str) -> tuple[Path, str, Path]:
         """A fresh sandbox (the data seed's), state database and exports folder; env pointed at them."""
         folder = self.work_dir / "runs" / target.dag_id / name
-        if folder.exists():
-            import shutil
-
-            shutil.rmtree(folder)
+        shutil.rmtree(folder, ignore_errors=True)  # a sequence run twice in one invocation
         folder.mkdir(parents=True)
         exports = folder / "exports"
         exports.mkdir()
