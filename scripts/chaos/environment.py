@@ -33,7 +33,7 @@ def prepare() -> None:
     os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}"
     os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
-    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = os.environ.get("PS_CHAOS_AIRFLOW_LOG_LEVEL", "ERROR")
+    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = os.environ.get("PS_CHAOS_AIRFLOW_LOG_LEVEL", "WARNING")
     os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
         [
             {

@@ -133,6 +133,7 @@ class Harness:
             succeeded = clean.succeeded
             profiles.append(StepProfile(calls=calls, seconds=result.seconds, mails=mails))
         end_state = read_end_state(self._sandbox, target, state_uri, exports, succeeded)
+        shutil.copytree(exports, folder / "exports")
         return Reference(end_state, profiles, time.monotonic() - started)
 
     def sequence(self, target: Target, data_seed: int, schedule: Schedule, reference: Reference) -> SequenceOutcome:
@@ -157,6 +158,7 @@ class Harness:
             outcome.runs += 1
             clean_ok = clean.succeeded
         end_state = read_end_state(self._sandbox, target, state_uri, exports, clean_ok)
+        shutil.copytree(exports, folder / "exports")
         outcome.verdict = check(reference.end_state, end_state)
         outcome.seconds = time.monotonic() - started
         outcome.cpu_seconds = cpu_seconds() - cpu_started
@@ -167,8 +169,11 @@ class Harness:
         folder = self.work_dir / "runs" / target.dag_id / name
         shutil.rmtree(folder, ignore_errors=True)  # a sequence run twice in one invocation
         folder.mkdir(parents=True)
-        exports = folder / "exports"
-        exports.mkdir()
+        # one exports location for every sequence: its URL appears in what the jobs write (the finance
+        # issue names the export), so it must be the reference's; copied into the sequence's folder afterwards
+        exports = self.work_dir / "exports"
+        shutil.rmtree(exports, ignore_errors=True)
+        exports.mkdir(parents=True)
         state_uri = f"sqlite:///{folder / 'state.db'}"
         self._sandbox.load_seed(target.seed(self._default_seed, data_seed))
         connections = {**self._sandbox.airflow_connections(), **target.connections}
