@@ -76,6 +76,7 @@ class Harness:
         self._dags: dict[str, Any] = {}
         self._synced: set[str] = set()
         self._default_seed: dict[str, Any] = {}
+        self._child: int | None = None  # the DAG run in progress, killed by stop() if still running
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self, dag_ids: list[str]) -> None:
@@ -89,6 +90,9 @@ class Harness:
         _share_execution_api()
 
     def stop(self) -> None:
+        if self._child is not None:
+            _kill_group(self._child)
+            self._child = None
         if self.sandbox is not None:
             self.sandbox.stop()
             self.sandbox = None
@@ -265,6 +269,7 @@ class Harness:
         pid = os.fork()
         if pid == 0:
             _child(dag, logical_date, dict(conf), log, skip_bag_sync)
+        self._child = pid
         self._synced.add(target.dag_id)
         killed = False
         while True:
@@ -279,6 +284,7 @@ class Harness:
                 _kill_group(pid)
                 raise SystemExit(f"chaos: a run of {target.dag_id} took over {RUN_TIMEOUT_SECONDS:.0f} s; see {log}")
             time.sleep(POLL_SECONDS)
+        self._child = None
         seconds = time.monotonic() - started
         succeeded = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 2:
