@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -24,6 +25,8 @@ PINNED_NOW = datetime.fromisoformat("2026-11-23T10:00:00+00:00")
 def prepare() -> None:
     """Point Airflow at the harness's home and the product's DAGs; pin the product's clock."""
     sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
+    # noise of a test-client import inside FastAPI, printed once per harness otherwise
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from ps_integrations import clock
 
     os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
