@@ -111,7 +111,7 @@ class StepProfile:
     mails: int
 
 
-def draw_schedule(seed: int, profiles: list[StepProfile], kill_share: float = 0.6) -> Schedule:
+def draw_schedule(seed: int, profiles: list[StepProfile], kill_share: float = 0.8) -> Schedule:
     """The schedule of one sequence: per step up to ``MAX_ATTEMPTS`` faulted attempts.
 
     :param seed: the sequence seed; the same seed and profiles give the same schedule.
@@ -177,5 +177,6 @@ def _draw_kill(rng: random.Random, profile: StepProfile) -> Kill:
     if (writes or profile.mails) and rng.random() < 0.7:
         targets = writes + ([("smtp", "data", profile.mails)] if profile.mails else [])
         system, endpoint, count = rng.choice(targets)
-        return Kill("held", system, endpoint, after=rng.randrange(count))
-    return Kill("timed", at_seconds=round(rng.uniform(0.05, 0.95) * profile.seconds, 2))
+        # early calls rather than late ones: faults before them can cut an attempt short
+        return Kill("held", system, endpoint, after=rng.randrange(max(count // 2, 1)))
+    return Kill("timed", at_seconds=round(rng.uniform(0.05, 0.7) * profile.seconds, 2))
