@@ -98,6 +98,8 @@ def test_the_reference_against_itself_passes_every_check():
         ({"mails": Counter()}, {"no lost mail"}, 0, 1),
         ({"exports": {"x/report.csv": "abd"}}, {"exports byte-identical"}, 0, 0),
         ({"records": {}}, {"no lost or extra record"}, 0, 1),
+        ({"records": {"006A": ("another-id", ("synced", 1))}}, set(), 0, 0),  # ids drawn per run
+        ({"records": {"006A": ("006A", ("failed", 1))}}, {"no lost or extra record"}, 0, 0),
         (
             {"records": {"006A": ("006A", ("creating", None))}, "in_flight": {"006A": "006A"}},
             {"nothing in flight without a named reason"},
