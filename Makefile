@@ -8,7 +8,7 @@ KEEP ?= 0
 # The calendar guard runs the date-sensitive tests again with every process's clock this far ahead.
 CALENDAR_OFFSET ?= +455d
 
-.PHONY: prerequisites venv demo demo-stop test test-distributed lint typecheck unit constraints sandbox bench clean
+.PHONY: prerequisites venv demo demo-stop test test-distributed lint typecheck unit constraints sandbox bench chaos chaos-ci clean
 
 venv: $(STAMP)
 
@@ -66,8 +66,22 @@ demo-stop:
 sandbox: venv
 	$(BIN)/python -m sandbox serve
 
+# Every DAG under seeded random faults and SIGKILLs, exactly-once invariants checked (scripts/chaos/).
+# SEED replays a run (printed by every run and with every failure); DAG=a,b narrows it; ONLY=n one sequence
+# (narrowed runs skip the kill minimum).
+CHAOS_SEQUENCES ?= 50
+CHAOS_MIN_KILLS ?= 20
+chaos: venv
+	$(BIN)/python -m scripts.chaos --sequences $(CHAOS_SEQUENCES) $(if $(DAG)$(ONLY),,--min-kills $(CHAOS_MIN_KILLS)) \
+		$(if $(SEED),--seed $(SEED),) $(if $(DAG),--dag $(DAG),) $(if $(ONLY),--only $(ONLY),)
+
+# The short form for CI: one sequence per DAG (under 5 minutes), a new seed per commit: its date (printed).
+CHAOS_CI_PER_DAG ?= 1
+chaos-ci: venv
+	$(BIN)/python -m scripts.chaos --ci --per-dag $(CHAOS_CI_PER_DAG) $(if $(SEED),--seed $(SEED),) $(if $(DAG),--dag $(DAG),)
+
 bench: venv
 	@for b in bench/bench_*.py; do [ -e "$$b" ] && $(BIN)/python "$$b"; done; true
 
 clean:
-	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache exports
+	rm -rf .demo .chaos .pytest_cache .mypy_cache .ruff_cache exports

@@ -13,6 +13,8 @@ Only tests, benchmarks and the demo call it; product code never does. Routes:
     POST   /_sandbox/<system>/sessions/expire expire every session now
     GET    /_sandbox/smtp/messages            every message the SMTP sink received (DELETE clears)
     PUT    /_sandbox/smtp/reply-delay         {"seconds"}: keep each message, then wait before the 250
+    PUT    /_sandbox/smtp/hold                {"after", "seconds"}: hold the 250 of every message after
+                                              the first ``after`` (DELETE: stop, release held replies)
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class AdminApp:
                 Rule("/_sandbox/seed", endpoint="seed", methods=["POST"]),
                 Rule("/_sandbox/smtp/messages", endpoint="smtp_messages", methods=["GET", "DELETE"]),
                 Rule("/_sandbox/smtp/reply-delay", endpoint="smtp_reply_delay", methods=["PUT"]),
+                Rule("/_sandbox/smtp/hold", endpoint="smtp_hold", methods=["PUT", "DELETE"]),
                 Rule("/_sandbox/<system>/state", endpoint="state", methods=["GET"]),
                 Rule("/_sandbox/<system>/calls", endpoint="calls", methods=["GET", "DELETE"]),
                 Rule("/_sandbox/<system>/faults", endpoint="faults", methods=["GET", "PUT"]),
@@ -120,6 +123,14 @@ class AdminApp:
         seconds = float(self._body(request).get("seconds", 0))
         self.server.smtp.set_reply_delay(seconds)
         return json_response({"reply_delay_seconds": seconds})
+
+    def on_smtp_hold(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.server.smtp.release_holds()
+            return json_response({"holding": self.server.smtp.holding})
+        body = self._body(request)
+        self.server.smtp.hold_reply(int(body.get("after", 0)), float(body.get("seconds", 60)))
+        return json_response({"holding": self.server.smtp.holding})
 
     def on_smtp_messages(self, request: Request) -> Response:
         if request.method == "DELETE":

@@ -99,6 +99,9 @@ class FaultInjector:
         self._window: deque[float] = deque()
         self._random = random.Random(self.config.random_seed)
         self.injected: Counter[str] = Counter()  # faults answered, by kind
+        # answers held back by slow_response right now; reset() lets them go at once
+        self.holding = 0
+        self._release = threading.Event()
 
     def configure(self, config: FaultConfig) -> None:
         with self._lock:
@@ -110,7 +113,24 @@ class FaultInjector:
         with self._lock:
             self._scripted.clear()
             self.injected.clear()
+            self._release.set()  # held answers end now: their clients are gone or no longer care
+            self._release = threading.Event()
         self.configure(FaultConfig())
+
+    def hold(self, delay_ms: int) -> None:
+        """Hold one answer ``delay_ms`` (a slow_response), counted in ``holding`` meanwhile.
+
+        A chaos harness watches ``holding`` to kill the client while the call's effect is done but
+        its answer not yet sent (the crash between a remote write and its local record).
+        """
+        with self._lock:
+            self.holding += 1
+            release = self._release
+        try:
+            release.wait(delay_ms / 1000.0)
+        finally:
+            with self._lock:
+                self.holding -= 1
 
     def script(
         self, endpoint: str, kind: str, count: int = 1, status: int | None = None, delay_ms: int = 0, after: int = 0
@@ -128,6 +148,7 @@ class FaultInjector:
                 "config": asdict(self.config),
                 "scripted": [item.to_dict() for item in self._scripted if item.remaining > 0],
                 "injected": dict(self.injected),
+                "holding": self.holding,
             }
 
     def rate_limit_info(self) -> RateLimitInfo | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -134,7 +133,7 @@ class StandIn:
         fault = self.faults.before_call(operation, self.default_retry_after)
         if fault is not None and fault.kind == "slow_response":
             response = self._handle_route(request, str(endpoint), arguments, operation)
-            time.sleep(fault.delay_ms / 1000.0)
+            self.faults.hold(fault.delay_ms)
             return response
         if fault is not None:
             log.debug("%s: injected %s on %s", self.name, fault.kind, operation)

@@ -74,12 +74,34 @@ class _Handler:
         # seconds between keeping a message and answering 250: a client killed meanwhile has
         # delivered a mail it never learned about (the crash case of at-most-once senders)
         self.reply_delay = 0.0
+        # hold_reply(): messages to let through first, how long to hold the next replies, and how
+        # many replies are held right now (a chaos harness kills the sender meanwhile)
+        self.hold_after: int | None = None
+        self.hold_seconds = 0.0
+        self.holding = 0
+        self.generation = 0  # bumped by release_holds(): held replies end at once
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.store.add(envelope.mail_from, envelope.rcpt_tos, envelope.original_content or envelope.content)
         if self.reply_delay:
             await asyncio.sleep(self.reply_delay)
+        if self.hold_after is not None:
+            if self.hold_after > 0:
+                self.hold_after -= 1
+            else:
+                await self._hold()
         return "250 Message accepted for delivery"
+
+    async def _hold(self) -> None:
+        generation = self.generation
+        self.holding += 1
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.hold_seconds
+            while generation == self.generation and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            self.holding -= 1
 
 
 class SmtpSink:
@@ -109,6 +131,25 @@ class SmtpSink:
     def load_seed(self, seed: dict[str, Any]) -> None:
         self.store.clear()
         self.set_reply_delay(0)
+        self.release_holds()
+
+    def hold_reply(self, after: int, seconds: float) -> None:
+        """Keep messages as usual, but hold the 250 to every message after the first ``after``
+        for ``seconds`` - the mail is delivered, its sender does not know yet."""
+        if getattr(self, "handler", None) is not None:
+            self.handler.hold_after = max(after, 0)
+            self.handler.hold_seconds = float(seconds)
+
+    def release_holds(self) -> None:
+        """No more holding; replies held now are sent at once."""
+        if getattr(self, "handler", None) is not None:
+            self.handler.hold_after = None
+            self.handler.generation += 1
+
+    @property
+    def holding(self) -> int:
+        """Replies held back right now."""
+        return self.handler.holding if getattr(self, "handler", None) is not None else 0
 
     def set_reply_delay(self, seconds: float) -> None:
         """Hold the reply to DATA this long after the message is kept (0: answer at once)."""

@@ -218,3 +218,58 @@ def test_slow_response_takes_effect_before_answering(client, server):
     response = items(client, server, token)
     assert response.status_code == 200 and response.json() == [{"id": 1}, {"id": 2}]
     assert time.monotonic() - started >= 0.3
+
+
+def test_a_held_answer_is_counted_while_held_and_let_go_by_a_reset(client, server):
+    """What the chaos harness kills on: the call took effect, its answer is held (``holding``)."""
+    import threading
+
+    token = login(client, server)
+    admin(
+        server,
+        "POST",
+        "/echo/faults/script",
+        json={"endpoint": "list_items", "kind": "slow_response", "delay_ms": 60000, "after": 1},
+    )
+    assert items(client, server, token).status_code == 200  # the first call goes through at once
+    answers: list[int] = []
+    caller = threading.Thread(target=lambda: answers.append(items(client, server, token).status_code))
+    started = time.monotonic()
+    caller.start()
+    while admin(server, "GET", "/echo/faults")["holding"] != 1:
+        assert time.monotonic() - started < 10
+        time.sleep(0.02)
+    assert not answers
+    server.standin("echo").faults.reset()
+    caller.join(timeout=10)
+    assert answers == [200] and time.monotonic() - started < 10
+    assert admin(server, "GET", "/echo/faults")["holding"] == 0
+
+
+def test_smtp_holds_the_reply_of_the_nth_message_after_keeping_it(server):
+    import smtplib
+    import threading
+    from email.message import EmailMessage
+
+    server.reset()
+
+    def send(subject: str) -> None:
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "a@example.com", "b@example.com", subject
+        message.set_content("body")
+        with smtplib.SMTP(server.smtp.host, server.smtp.port, timeout=30) as smtp:
+            smtp.send_message(message)
+
+    assert admin(server, "PUT", "/smtp/hold", json={"after": 1, "seconds": 60}) == {"holding": 0}
+    send("first")  # let through
+    sender = threading.Thread(target=send, args=("second",))
+    started = time.monotonic()
+    sender.start()
+    while server.smtp.holding != 1:
+        assert time.monotonic() - started < 10
+        time.sleep(0.02)
+    assert [m["subject"] for m in admin(server, "GET", "/smtp/messages")] == ["first", "second"]  # kept
+    assert sender.is_alive()  # ... but not yet answered
+    admin(server, "DELETE", "/smtp/hold")
+    sender.join(timeout=10)
+    assert not sender.is_alive() and server.smtp.holding == 0

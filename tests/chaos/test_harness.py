@@ -1,0 +1,154 @@
+"""The chaos harness itself: reproducible schedules, invariants that catch what they name, and a
+deliberately broken build caught by a real sequence."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
+from scripts.chaos.invariants import EndState, check
+from scripts.chaos.schedule import MAX_ATTEMPTS, WRITE_OPERATIONS, StepProfile, draw_schedule
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROFILE = StepProfile(
+    calls={
+        "salesforce": {"soap_login": 1, "query_all": 2, "update_collection": 1},
+        "gitlab": {"list_project_issues": 3, "create_issue": 12, "create_note": 0},
+        "zuora": {},
+    },
+    seconds=8.0,
+    mails=2,
+)
+
+
+def test_the_same_seed_gives_the_same_schedule_and_another_seed_another():
+    first = draw_schedule(1234, [PROFILE, PROFILE])
+    assert first == draw_schedule(1234, [PROFILE, PROFILE])
+    assert first.describe() == draw_schedule(1234, [PROFILE, PROFILE]).describe()
+    assert any(draw_schedule(seed, [PROFILE]).describe() != first.describe()[:MAX_ATTEMPTS] for seed in range(5))
+
+
+def test_faults_hit_only_endpoints_the_reference_called_and_kills_hold_writes():
+    endpoints = {(system, name) for system, calls in PROFILE.calls.items() for name, count in calls.items() if count}
+    kinds: Counter[str] = Counter()
+    kills: Counter[str] = Counter()
+    for seed in range(300):
+        for step in draw_schedule(seed, [PROFILE]).steps:
+            assert len(step.attempts) == MAX_ATTEMPTS
+            for attempt in step.attempts:
+                for fault in attempt.faults:
+                    kinds[fault.kind] += 1
+                    if fault.kind != "smtp_delay":
+                        assert (fault.system, fault.endpoint) in endpoints
+                        assert fault.after < PROFILE.calls[fault.system][fault.endpoint]
+                    if fault.kind == "session_expired":
+                        assert fault.system in ("salesforce", "zuora")
+                if attempt.kill is not None:
+                    kills[attempt.kill.mode] += 1
+                    if attempt.kill.mode == "held" and attempt.kill.system != "smtp":
+                        assert attempt.kill.endpoint in WRITE_OPERATIONS[attempt.kill.system]
+                    if attempt.kill.mode == "timed":
+                        assert 0 < attempt.kill.at_seconds < PROFILE.seconds
+    assert set(kinds) == {"rate_limited", "server_error", "latency_spike", "session_expired", "smtp_delay"}
+    assert kills["held"] > kills["timed"] > 0
+
+
+REFERENCE = EndState(
+    issues={"opportunity 006A": [("A", ("ps::todo",), "opened", "d", None)]},
+    notes={"opportunity 006A": ["Amount changed"]},
+    writebacks={"006A": "opportunity 006A"},
+    mails=Counter({("a@example.com", "Survey"): 1}),
+    exports={"x/report.csv": "abc"},
+    records={"006A": ("006A", ("synced", 1))},
+    in_flight={},
+    summary="read 1, created 1, failed 0",
+    clean_run_succeeded=True,
+)
+
+
+def failed(actual: EndState) -> set[str]:
+    return {item.name for item in check(REFERENCE, actual).failures()}
+
+
+def test_the_reference_against_itself_passes_every_check():
+    verdict = check(REFERENCE, REFERENCE)
+    assert verdict.passed and verdict.duplicates == 0 and verdict.lost == 0
+    assert len(verdict.checks) == 12
+
+
+@pytest.mark.parametrize(
+    ("change", "broken", "duplicates", "lost"),
+    [
+        ({"issues": {"opportunity 006A": REFERENCE.issues["opportunity 006A"] * 2}}, {"one issue per record"}, 1, 0),
+        ({"issues": {}, "notes": {}}, {"no lost or extra issue", "one note per real change"}, 0, 2),
+        ({"notes": {"opportunity 006A": ["Amount changed"] * 2}}, {"one note per real change"}, 1, 0),
+        ({"writebacks": {}}, {"every write-back done"}, 0, 1),
+        (
+            {"mails": Counter({("a@example.com", "Survey"): 2})},
+            {"one mail per version", "no second survey or mail to anyone"},
+            1,
+            0,
+        ),
+        ({"mails": Counter()}, {"no lost mail"}, 0, 1),
+        ({"exports": {"x/report.csv": "abd"}}, {"exports byte-identical"}, 0, 0),
+        ({"records": {}}, {"no lost or extra record"}, 0, 1),
+        ({"records": {"006A": ("another-id", ("synced", 1))}}, set(), 0, 0),  # ids drawn per run
+        ({"records": {"006A": ("006A", ("failed", 1))}}, {"no lost or extra record"}, 0, 0),
+        (
+            {"records": {"006A": ("006A", ("creating", None))}, "in_flight": {"006A": "006A"}},
+            {"nothing in flight without a named reason"},
+            0,
+            0,
+        ),
+        ({"clean_run_succeeded": False}, {"clean run succeeds (or names what it holds)"}, 0, 0),
+    ],
+)
+def test_each_invariant_catches_what_it_names(change, broken, duplicates, lost):
+    actual = replace(REFERENCE, **change)
+    verdict = check(REFERENCE, actual)
+    assert {item.name for item in verdict.failures()} == broken
+    assert (verdict.duplicates, verdict.lost) == (duplicates, lost)
+
+
+def test_a_send_interrupted_and_named_in_the_summary_is_held_for_the_operator_not_lost():
+    actual = replace(
+        REFERENCE,
+        mails=Counter(),
+        in_flight={"s1": "survey-1"},
+        records={"006A": ("survey-1", ("sending", ""))},
+        summary="failed 1: survey survey-1 was interrupted while sending",
+        clean_run_succeeded=False,
+    )
+    verdict = check(REFERENCE, replace(actual, records=REFERENCE.records))
+    assert verdict.passed and verdict.held_for_operator == 1 and verdict.lost == 0
+
+
+@pytest.mark.airflow
+@pytest.mark.timeout(1500)  # the harness starts Airflow once, then ~10 DAG runs
+def test_a_build_that_skips_the_marker_lookup_is_caught_with_the_duplicate_it_makes(tmp_path):
+    """One real sequence (SIGKILL while GitLab holds its answer to a created issue), on this build and
+    with the opportunity sync's marker lookup patched away: only the broken build duplicates."""
+    environment = {**os.environ, "PS_CHAOS_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.chaos.broken_build"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("VERDICTS ")]
+    assert result.returncode == 0 and lines, result.stdout[-3000:] + result.stderr[-3000:]
+    verdicts = json.loads(lines[-1].removeprefix("VERDICTS "))
+    intact, broken = verdicts["intact"], verdicts["broken"]
+    assert intact["kills"] == broken["kills"] == 1
+    assert "one issue per record" not in intact["failed"]
+    assert "one issue per record" in broken["failed"] and broken["duplicates"] >= 1
+    assert "a second issue for: opportunity 006" in broken["failed"]["one issue per record"]
