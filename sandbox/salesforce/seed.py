@@ -31,6 +31,10 @@ from sandbox.salesforce.models import format_datetime, make_id
 from sandbox.salesforce.schema import OBJECTS
 
 PS_RECORD_TYPE = "Professional Services Only"
+FINANCE_USERS = [
+    ("controller@ps.example.com", "Carla", "Controller", "Controller"),
+    ("fbp.sales@ps.example.com", "Felix", "Partner", "Finance Business Partner (Sales)"),
+]
 RECORD_TYPES = [
     (PS_RECORD_TYPE, "Professional_Services_Only"),
     ("Standard", "Standard"),
@@ -219,6 +223,9 @@ def generate(
         )
         for index, (first, last) in enumerate(zip(FIRST[:8], LAST[:8], strict=True))
     ]
+    # finance people the engagement close-out mentions in Chatter (issue #22)
+    for username, first, last, title in FINANCE_USERS:
+        base("User", Username=username, FirstName=first, LastName=last, Email=username, IsActive=True, Title=title)
 
     accounts: list[str] = []
     names: set[str] = set()
