@@ -106,12 +106,14 @@ class Opportunity:
 
 
 def load_rules(
-    cost_rates_file: Path = COST_RATES_FILE, rollup_rules_file: Path = ROLLUP_RULES_FILE
+    cost_rates_file: Path | None = None, rollup_rules_file: Path | None = None
 ) -> tuple[CostRates, RollupRules]:
+    """The cost rates (this job's file) and the roll-up's rules (read only: roles, rate card, SKU hours)."""
     import yaml
 
-    cost = CostRates.from_mapping(yaml.safe_load(cost_rates_file.read_text(encoding="utf-8")) or {})
-    rollup = RollupRules.from_mapping(yaml.safe_load(rollup_rules_file.read_text(encoding="utf-8")) or {})
+    cost_path, rollup_path = cost_rates_file or COST_RATES_FILE, rollup_rules_file or ROLLUP_RULES_FILE
+    cost = CostRates.from_mapping(yaml.safe_load(cost_path.read_text(encoding="utf-8")) or {})
+    rollup = RollupRules.from_mapping(yaml.safe_load(rollup_path.read_text(encoding="utf-8")) or {})
     return cost, rollup
 
 
@@ -129,6 +131,14 @@ def _iso(value: Any) -> str:
     moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def raw(value: Decimal | None) -> Decimal | None:
+    """An unrounded value without the noise of Decimal's working precision (68.1500 -> 68.15)."""
+    if value is None:
+        return None
+    normal = value.normalize()
+    return normal.quantize(Decimal(1)) if normal == normal.to_integral_value() else normal
 
 
 def _text(value: Decimal | None, money: bool = False) -> str:
@@ -187,12 +197,12 @@ def analysis_files(
             "row": "line",
             "role": line.role,
             "category": line.category,
-            "hours": line.hours,
-            "cost_rate": line.cost_rate,
-            "cost": line.cost,
+            "hours": raw(line.hours),
+            "cost_rate": raw(line.cost_rate),
+            "cost": raw(line.cost),
             "cost_rounded": line.cost_rounded,
-            "bill_rate": line.bill_rate,
-            "revenue": line.revenue,
+            "bill_rate": raw(line.bill_rate),
+            "revenue": raw(line.revenue),
             "revenue_rounded": None if line.revenue is None else round_money(line.revenue),
         }
         for line in analysis.lines
@@ -201,21 +211,21 @@ def analysis_files(
         {
             **base,
             "row": "total",
-            "hours": analysis.approved_hours,
-            "cost": analysis.cost,
+            "hours": raw(analysis.approved_hours),
+            "cost": raw(analysis.cost),
             "cost_rounded": analysis.cost_rounded,
-            "revenue": analysis.revenue,
+            "revenue": raw(analysis.revenue),
             "revenue_rounded": None if analysis.revenue is None else round_money(analysis.revenue),
-            "budgeted_hours": analysis.budgeted_hours,
+            "budgeted_hours": raw(analysis.budgeted_hours),
             "hours_source": analysis.hours_source,
-            "percent_complete": analysis.percent_complete,
+            "percent_complete": raw(analysis.percent_complete),
             "percent_complete_rounded": analysis.percent_complete_rounded,
-            "margin": analysis.margin,
+            "margin": raw(analysis.margin),
             "margin_rounded": None if analysis.margin is None else round_money(analysis.margin),
-            "margin_pct": analysis.margin_pct,
+            "margin_pct": raw(analysis.margin_pct),
             "margin_pct_rounded": analysis.margin_pct_rounded,
-            "target_margin_pct": analysis.target_margin_pct,
-            "unapproved_hours": analysis.unapproved_hours,
+            "target_margin_pct": raw(analysis.target_margin_pct),
+            "unapproved_hours": raw(analysis.unapproved_hours),
             "notes": "; ".join(analysis.notes),
         }
     )
