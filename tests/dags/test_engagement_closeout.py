@@ -287,6 +287,10 @@ def test_progress_labels_follow_approved_hours_across_milestones(dag, closeout):
     embedded, _ = engagement(closeout, "Embedded Engineer", budget=480.0)
     gitlab = closeout.standin("gitlab").backend
     gitlab.update_issue(gitlab.project(PROJECT), sow.iid, issue_author(closeout), {"add_labels": "priority::high"})
+    # not an engagement (no engagement type label, no marker): ignored, not a finding
+    followup = gitlab.create_issue(
+        gitlab.project(PROJECT), issue_author(closeout), {"title": "CSAT follow-up", "labels": ["csat::follow-up"]}
+    )
 
     def progress(issue) -> list[str]:
         return [label for label in issue.labels if label.startswith("progress::")]
@@ -299,6 +303,7 @@ def test_progress_labels_follow_approved_hours_across_milestones(dag, closeout):
     assert seen == [[], ["progress::25"], ["progress::50"], ["progress::75"], ["progress::100"]]
     assert "priority::high" in sow.labels and "ps::in-progress" in sow.labels  # other scopes untouched
     assert progress(packaged) == ["progress::incomplete"] and progress(embedded) == []
+    assert followup.labels == ["csat::follow-up"]
 
     approve(closeout, packaged, {"engineer": 16}, "2026-W45")
     assert run(dag).state == DagRunState.SUCCESS

@@ -156,3 +156,14 @@ def test_label_change_touches_only_its_scope() -> None:
     assert progress_label_change(["progress::50", "ps::todo"], "progress::50", "progress").empty
     below = progress_label_change(["progress::25", "progress-note"], None, "progress")
     assert below.add == () and below.remove == ("progress::25",)
+
+
+def test_no_approved_hours_and_many_adjustments_are_noted_briefly() -> None:
+    nothing = analyse("e", BUDGET, [], [], D(0), RATES)
+    assert nothing.cost == 0 and nothing.margin_pct == D(100) and nothing.percent_complete == 0
+    assert "no approved hours: the timesheet roll-up exported none for this engagement" in nothing.notes
+    many = [Adjustment("2026-W40", str(n), "ada", "edited", D("0.25")) for n in range(25)]
+    analysis = analyse("e", BUDGET, WORK, many, D(0), RATES, roles={"ada": "engineer"})
+    [note] = [note for note in analysis.notes if note.startswith("adjustments after lock")]
+    assert "adjustments after lock: 25" in note and "and 15 more" in note and "net +6.25 hours" in note
+    assert analysis.approved_hours == D("150.75") + D("6.25")

@@ -21,6 +21,7 @@ TENTH = Decimal("0.1")
 HUNDRED = Decimal(100)
 DEFAULT_TARGET_MARGIN = Decimal("0.30")
 DEFAULT_MILESTONES = (25, 50, 75, 100)
+MAX_LISTED = 10  # adjustments named one by one in the notes
 
 
 def round_money(value: Decimal) -> Decimal:
@@ -269,8 +270,12 @@ def analyse(
         notes.append(f"gross margin {round_pct(margin_pct)}% is below the {round_pct(target_pct)}% target")
     if unapproved_hours:
         notes.append(f"{unapproved_hours} hours logged but not approved yet (not costed)")
+    if not approved_hours:
+        notes.append("no approved hours: the timesheet roll-up exported none for this engagement")
     if adjustments:
-        changed = ", ".join(f"{a.change} {a.timelog_id} ({a.delta_hours:+})" for a in adjustments)
+        changed = ", ".join(f"{a.change} {a.timelog_id} ({a.delta_hours:+})" for a in adjustments[:MAX_LISTED])
+        if len(adjustments) > MAX_LISTED:
+            changed += f" and {len(adjustments) - MAX_LISTED} more"
         notes.append(f"adjustments after lock: {len(adjustments)} ({changed}), net {adjustment_hours:+} hours")
     if budget.hours_source == "sku_table":
         notes.append("budgeted hours from the SKU hours table (the opportunity has none)")

@@ -45,6 +45,7 @@ ROLLUP_RULES_FILE = INCLUDE_DIR / "ps_timesheet_rollup" / "rules.yml"  # read on
 SOQL_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 TAG = "[ps-integrations close-out {reference} closed {closed_at}]"
 TAG_PREFIX = "[ps-integrations close-out {reference} "
+MAX_POST_NOTES = 2000
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,17 @@ class CloseoutConfig:
     progress_label_prefix: str = "progress::"
     milestones: tuple[int, ...] = (25, 50, 75, 100)
     sow_types: tuple[str, ...] = ("Custom SOW",)
+    # issues of the project carrying one of these labels are engagements (others, e.g. CSAT follow-ups, are not)
+    engagement_types: tuple[str, ...] = (
+        "Implementation",
+        "Migration",
+        "Training",
+        "Embedded Engineer",
+        "Consulting",
+        "Health Check",
+        "Integration",
+        "Custom SOW",
+    )
     packaged_complete_label: str = "progress::complete"
     packaged_incomplete_label: str = "progress::incomplete"
 
@@ -80,6 +92,9 @@ class CloseoutConfig:
     @property
     def progress_scope(self) -> str:
         return self.progress_label_prefix[:-2]
+
+    def is_engagement(self, labels: Any) -> bool:
+        return any(label in self.engagement_types or label in self.sow_types for label in labels)
 
 
 @dataclass(frozen=True)
@@ -326,12 +341,14 @@ class EngagementCloseout:
 
     def _closes(self, start: datetime | None, end: datetime | None, issue_iids: list[int]) -> list[ClosedIssue]:
         """Closes in the window, the requested issues' current closes, and unfinished earlier ones."""
+        from gitlab.exceptions import GitlabGetError
+
         found: dict[tuple[str, str], ClosedIssue] = {}
         if start is not None and end is not None:
             for issue in self.project.issues.list(
                 state="closed", updated_after=start.isoformat(), per_page=100, iterator=True, order_by="updated_at"
             ):
-                closed = self._closed_issue(issue)
+                closed = self._closed_issue(issue) if self.config.is_engagement(issue.labels) else None
                 if closed and start <= datetime.fromisoformat(closed.closed_at.replace("Z", "+00:00")) < end:
                     found[(closed.url, closed.closed_at)] = closed
         for iid in issue_iids:
@@ -344,7 +361,13 @@ class EngagementCloseout:
         for row in self.store.fetch_all("engagement_closeout/unfinished"):
             if (row["engagement_url"], row["closed_at"]) in found:
                 continue
-            closed = self._closed_issue(self.project.issues.get(int(row["issue_iid"])))
+            try:
+                closed = self._closed_issue(self.project.issues.get(int(row["issue_iid"])))
+            except GitlabGetError as error:
+                if error.response_code != 404:
+                    raise
+                self._set_status(row["engagement_url"], row["closed_at"], "superseded", "the issue was deleted")
+                continue
             if closed is not None and closed.closed_at == row["closed_at"]:
                 found[(closed.url, closed.closed_at)] = closed
             else:  # reopened since: the next close is filed instead
@@ -599,7 +622,11 @@ class EngagementCloseout:
     ) -> None:
         """One Chatter post per close, looked up by its tag in the opportunity's feed before posting."""
         existing = next(
-            (element for element in self.salesforce.record_feed(opportunity.id) if tag in element["body"]["text"]),
+            (
+                element
+                for element in self.salesforce.record_feed(opportunity.id)
+                if tag in str((element.get("body") or {}).get("text") or "")
+            ),
             None,
         )
         if existing is None:
@@ -662,7 +689,8 @@ class EngagementCloseout:
         open_issues = [
             issue
             for issue in self.project.issues.list(state="opened", per_page=100, iterator=True)
-            if not any(label in self.rules.time_and_materials_types for label in issue.labels)
+            if self.config.is_engagement(issue.labels)
+            and not any(label in self.rules.time_and_materials_types for label in issue.labels)
         ]
         if not open_issues:
             return
@@ -768,7 +796,10 @@ def post_segments(
             f"Engagement issue: {issue.url} "
         )
         if analysis.notes:
-            text += f"Notes: {'; '.join(analysis.notes)}. "
+            notes = "; ".join(analysis.notes)
+            if len(notes) > MAX_POST_NOTES:  # Chatter bodies hold 10,000 characters; the report has them all
+                notes = notes[: MAX_POST_NOTES - 30].rsplit(" ", 1)[0] + " ... (see the report)"
+            text += f"Notes: {notes}. "
     return [
         {"type": "Text", "text": text + "cc "},
         {"type": "Mention", "id": mentions["controller"]},
