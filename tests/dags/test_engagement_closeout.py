@@ -218,15 +218,22 @@ def test_one_close_files_one_report_and_one_post_with_both_mentions(dag, closeou
     assert last_run()["counts"]["unchanged"] == 1
 
 
-def test_a_crash_between_post_and_record_leaves_one_post(dag, closeout, tmp_path):
-    """Salesforce takes the post but holds its answer; the task process is killed (SIGKILL) meanwhile."""
+@pytest.mark.parametrize(
+    ("endpoint", "written", "status"),
+    [("post_feed_element", posts_on, "posting"), ("create_sobject", files_on, "attaching")],
+    ids=["between-post-and-record", "between-upload-and-record"],
+)
+def test_a_crash_between_a_salesforce_write_and_its_record_files_once(
+    dag, closeout, tmp_path, endpoint, written, status
+):
+    """Salesforce takes the write but holds its answer; the task process is killed (SIGKILL) meanwhile."""
     from airflow.utils.state import DagRunState
 
     issue, opportunity = engagement(closeout)
     approve(closeout, issue, {"engineer": 40}, "2026-W46")
     close(closeout, issue, CLOSED)
     salesforce = closeout.standin("salesforce")
-    salesforce.faults.script("post_feed_element", "slow_response", 1, delay_ms=30000)
+    salesforce.faults.script(endpoint, "slow_response", 1, delay_ms=30000)
     airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
     log_file = (tmp_path / "crash.log").open("wb")
     conf = {**PARAMS, **window(CLOSED)}
@@ -237,7 +244,7 @@ def test_a_crash_between_post_and_record_leaves_one_post(dag, closeout, tmp_path
         start_new_session=True,
     )
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not posts_on(closeout, opportunity["Id"]):
+    while time.monotonic() < deadline and not written(closeout, opportunity["Id"]):
         assert process.poll() is None, (tmp_path / "crash.log").read_text()[-3000:]
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)
@@ -246,7 +253,7 @@ def test_a_crash_between_post_and_record_leaves_one_post(dag, closeout, tmp_path
     salesforce.faults.reset()
     assert process.returncode == -signal.SIGKILL
     [row] = StateStore().fetch_all("engagement_closeout/unfinished")
-    assert row["status"] == "posting"
+    assert row["status"] == status
 
     assert run(dag, **window(CLOSED)).state == DagRunState.SUCCESS  # the next run completes the record
     assert len(posts_on(closeout, opportunity["Id"])) == 1 and len(files_on(closeout, opportunity["Id"])) == 1
