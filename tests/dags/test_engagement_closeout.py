@@ -357,3 +357,26 @@ def test_bad_input_is_named_and_the_other_engagements_are_still_filed(dag, close
     assert run(dag).state == DagRunState.FAILED  # the other two are still broken
     assert len(posts_on(closeout, opportunity_id)) == 1
     assert len(posts_on(closeout, good_opportunity["Id"])) == 1
+
+
+def test_an_unknown_mention_user_stops_filing_but_not_the_labels(dag, closeout, monkeypatch):
+    from airflow.utils.state import DagRunState
+
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_PS_ENGAGEMENT_CLOSEOUT_CONFIG", json.dumps({**CONFIG, "controller": "nobody@ps.example.com"})
+    )
+    closed, opportunity = engagement(closeout)
+    approve(closeout, closed, {"engineer": 10}, "2026-W46")
+    close(closeout, closed, CLOSED)
+    still_open, _ = engagement(closeout, budget=20.0)
+    approve(closeout, still_open, {"engineer": 10}, "2026-W46")
+
+    assert run(dag, **window(CLOSED)).state == DagRunState.FAILED
+    [failure] = last_run()["failures"]
+    assert failure["system"] == "Salesforce" and failure["field"] == "User nobody@ps.example.com (controller)"
+    assert posts_on(closeout, opportunity["Id"]) == [] and files_on(closeout, opportunity["Id"]) == []
+    assert "progress::50" in still_open.labels
+
+    monkeypatch.setenv("AIRFLOW_VAR_PS_ENGAGEMENT_CLOSEOUT_CONFIG", json.dumps(CONFIG))
+    assert run(dag).state == DagRunState.SUCCESS  # fixed: the pending close is filed by the next run
+    assert len(posts_on(closeout, opportunity["Id"])) == 1
