@@ -81,7 +81,7 @@ class CloseoutConfig:
         config = settings_from_mapping(cls, data, "ps_engagement_closeout_config")
         for name in ("budget_field", "currency_field"):
             value = getattr(config, name)
-            if value and not SOQL_FIELD.match(value):
+            if (value or name == "budget_field") and not SOQL_FIELD.match(value):
                 raise ValueError(f"ps_engagement_closeout_config: {name} {value!r} is not a Salesforce field name")
         if not config.milestones or any(not 0 < int(m) <= 100 for m in config.milestones):
             raise ValueError("ps_engagement_closeout_config: milestones must be percentages in (0, 100]")
@@ -352,7 +352,15 @@ class EngagementCloseout:
                 if closed and start <= datetime.fromisoformat(closed.closed_at.replace("Z", "+00:00")) < end:
                     found[(closed.url, closed.closed_at)] = closed
         for iid in issue_iids:
-            issue = self.project.issues.get(int(iid))
+            try:
+                issue = self.project.issues.get(int(iid))
+            except GitlabGetError as error:
+                if error.response_code != 404:
+                    raise
+                self.summary.fail(
+                    RecordFailure("GitLab", f"issue #{iid} of {self.config.engagements_project}", "not found", "iid")
+                )
+                continue
             closed = self._closed_issue(issue)
             if closed is None:
                 self.summary.note(f"issue #{iid} is open: nothing to close out")
@@ -392,12 +400,14 @@ class EngagementCloseout:
     def _opportunities(self, ids: list[str]) -> dict[str, Opportunity]:
         """Opportunity Id (15 and 18 characters) -> name, account and budget, from Salesforce."""
         valid = sorted({oid for oid in ids if SALESFORCE_ID.match(oid)})
-        extra = ", ".join(field for field in (self.config.currency_field, self.config.budget_field) if field)
+        columns = ["Id", "Name", "Amount", "Account.Name", self.config.budget_field]
+        if self.config.currency_field:
+            columns.append(self.config.currency_field)
         found: dict[str, Opportunity] = {}
         for offset in range(0, len(valid), 200):
             quoted = ", ".join(f"'{oid}'" for oid in valid[offset : offset + 200])
             soql = (
-                f"SELECT Id, Name, Amount, Account.Name, {extra}, "  # noqa: S608 - ids checked, fields validated
+                f"SELECT {', '.join(columns)}, "  # noqa: S608 - ids checked, fields validated
                 "(SELECT Quantity, Product2.ProductCode FROM OpportunityLineItems ORDER BY Id) "
                 f"FROM Opportunity WHERE Id IN ({quoted})"
             )
