@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from ps_integrations.state_store import StateStore
 pytestmark = pytest.mark.airflow
 
 PROJECT = "professional-services/closeout-test"
+SEEDED = "professional-services/engagements"
 CONFIG = {
     "engagements_project": PROJECT,
     "controller": "controller@ps.example.com",
@@ -380,3 +382,39 @@ def test_an_unknown_mention_user_stops_filing_but_not_the_labels(dag, closeout, 
     monkeypatch.setenv("AIRFLOW_VAR_PS_ENGAGEMENT_CLOSEOUT_CONFIG", json.dumps(CONFIG))
     assert run(dag).state == DagRunState.SUCCESS  # fixed: the pending close is filed by the next run
     assert len(posts_on(closeout, opportunity["Id"])) == 1
+
+
+@pytest.mark.calendar
+def test_after_a_real_rollup_closed_seeded_engagements_are_filed_from_its_exported_hours(dag, closeout, monkeypatch):
+    """What `make demo` does: the roll-up exports approved hours, two seeded engagements close, the
+    close-out files them (and the seeded ones closed earlier) from the roll-up's data."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils.state import DagRunState
+
+    from tests.dags.test_integrity import DAGS_DIR
+
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_PS_ENGAGEMENT_CLOSEOUT_CONFIG", json.dumps({**CONFIG, "engagements_project": SEEDED})
+    )
+    rollup = DagBag(dag_folder=str(DAGS_DIR)).get_dag("ps_timesheet_rollup")
+    period = {"period": None, "period_start": "2026-08-31", "period_end": "2026-11-15"}
+    assert rollup.test(run_conf=period).state == DagRunState.SUCCESS
+    gitlab = closeout.standin("gitlab").backend
+    for iid in (1, 5):
+        gitlab.update_issue(gitlab.project(SEEDED), iid, issue_author(closeout), {"state_event": "close"})
+
+    assert run(dag, since="2024-01-01T00:00:00Z").state == DagRunState.SUCCESS
+    exported = {
+        row["engagement"]: Decimal(str(row["hours"]))
+        for row in StateStore().fetch_all("engagement_closeout/approved_totals")
+    }
+    salesforce = closeout.standin("salesforce").backend
+    for iid in (1, 5):
+        issue = gitlab.issue(gitlab.project(SEEDED), iid)
+        url = gitlab.issue_url(issue)
+        opportunity_id = issue.description.split("opportunity-id=")[1].split(" ")[0]
+        [post] = [item for item in salesforce.records["FeedItem"].values() if item["ParentId"] == opportunity_id]
+        approved = Decimal(re.search(r"complete \(([0-9.]+) of ", post["Body"]).group(1))
+        assert exported[url] > 0 and approved == exported[url]
+    counts = last_run()["counts"]
+    assert counts["filed"] >= 2 and counts["labels set"] >= 1
