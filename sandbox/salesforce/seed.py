@@ -17,7 +17,8 @@ Seed section (all keys optional)::
 The generated org: record types ("Professional Services Only" and others), account executives,
 accounts, contacts (some opted out of e-mail), products whose codes are the SKUs of the real
 services.yml plus a custom-SOW product and a legacy SKU found nowhere else, and opportunities over
-two years ending at ``end_date`` in every stage, a few reopened after being won and a few deleted.
+two years ending at ``end_date`` in every stage, a few reopened after being won and a few deleted,
+and the finance users the engagement close-out mentions in Chatter (``FINANCE_USERS``).
 """
 
 from __future__ import annotations
