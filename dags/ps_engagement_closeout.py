@@ -23,7 +23,8 @@ within the interval. For each close:
 Every run also labels the **open** engagements: SOW engagements (`sow_types`) get the highest milestone
 reached (`progress::25/50/75/100`) from approved hours against budgeted hours, packaged ones
 `progress::complete` / `progress::incomplete`, time and materials none. Only labels of the progress
-scope change, and only when the milestone moves.
+scope change, and only when the milestone moves. An open engagement without opportunity link or budget
+gets no label and is named in the run summary ("not labelled"); that alone does not fail the run.
 
 Bad input (no opportunity link, no SOW amount or budgeted hours, no cost rate for a role, a deal in
 another currency than the cost rates, an unknown mention user) is named by issue, field and system;

@@ -294,6 +294,7 @@ def test_progress_labels_follow_approved_hours_across_milestones(dag, closeout):
     sow, _ = engagement(closeout, "Custom SOW", budget=100.0)
     packaged, _ = engagement(closeout, "Implementation", budget=16.0)
     embedded, _ = engagement(closeout, "Embedded Engineer", budget=480.0)
+    unbudgeted, _ = engagement(closeout, "Custom SOW", budget=None)  # named in the summary, not a run failure
     gitlab = closeout.standin("gitlab").backend
     gitlab.update_issue(gitlab.project(PROJECT), sow.iid, issue_author(closeout), {"add_labels": "priority::high"})
     # not an engagement (no engagement type label, no marker): ignored, not a finding
@@ -313,6 +314,8 @@ def test_progress_labels_follow_approved_hours_across_milestones(dag, closeout):
     assert "priority::high" in sow.labels and "ps::in-progress" in sow.labels  # other scopes untouched
     assert progress(packaged) == ["progress::incomplete"] and progress(embedded) == []
     assert followup.labels == ["csat::follow-up"]
+    assert progress(unbudgeted) == [] and last_run()["counts"]["not labelled"] == 1
+    assert any(gitlab.issue_url(unbudgeted) in note for note in last_run()["notes"])
 
     approve(closeout, packaged, {"engineer": 16}, "2026-W45")
     assert run(dag).state == DagRunState.SUCCESS
