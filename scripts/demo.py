@@ -34,12 +34,17 @@ DEMO_RUN_CONF: dict[str, dict[str, Any]] = {
     "ps_opportunity_sync": {"since": "2024-01-01T00:00:00Z"},
     "ps_csat_surveys": {"since": "2024-01-01T00:00:00Z"},
     "ps_timesheet_rollup": {"period_start": "2026-08-31", "period_end": "2026-11-15"},
+    "ps_engagement_closeout": {"since": "2024-01-01T00:00:00Z"},
 }
 # Job configuration the demo sets (Airflow variables, JSON).
 DEMO_VARIABLES: dict[str, Any] = {
     "ps_opportunity_sync_config": {"writeback_field": "GitLab_Issue_URL__c", "coordinator": "delivery-manager-1"},
     # not production: only addresses under example.com (all of the sandbox's) are mailed
     "ps_csat_surveys_config": {"allow_list": ["example.com"]},
+    "ps_engagement_closeout_config": {
+        "controller": "controller@ps.example.com",
+        "finance_business_partner": "fbp.sales@ps.example.com",
+    },
 }
 CSAT_SECRET = secrets.token_urlsafe(32)
 
@@ -204,7 +209,46 @@ def run_all(api: AirflowApi, ids: list[str], timeout: float) -> dict[str, dict[s
 
 
 # The DAGs the demo runs after the others (they report on what the others produced).
-RUN_LAST = ("ps_csat_summary",)
+RUN_LAST = ("ps_csat_summary", "ps_engagement_closeout")
+# Open engagement issues the demo closes before the close-out runs (after the timesheet roll-up).
+DEMO_CLOSES = ("professional-services/engagements", (1, 5))
+
+
+def close_engagements(sandbox_info: dict[str, Any]) -> list[int]:
+    """Close a few open engagement issues through GitLab's REST API, as their project managers would."""
+    from urllib.parse import quote
+
+    gitlab = sandbox_info["airflow_connections"]["gitlab_default"]
+    extra = gitlab.get("extra") or {}
+    extra = json.loads(extra) if isinstance(extra, str) else extra
+    project, iids = DEMO_CLOSES
+    for iid in iids:
+        requests.put(
+            f"{gitlab['host'].rstrip('/')}/api/v4/projects/{quote(project, safe='')}/issues/{iid}",
+            headers={"PRIVATE-TOKEN": gitlab["password"]},
+            json={"state_event": "close"},
+            verify=extra.get("ca_bundle") or True,
+            timeout=30,
+        ).raise_for_status()
+    return list(iids)
+
+
+def show_closeouts(exports: Path) -> None:
+    """One line per engagement close-out analysis the demo produced (the total row of analysis.csv)."""
+    import csv
+
+    files = sorted(exports.glob("*/engagement_closeout/*/*/analysis.csv"))
+    if files:
+        print("\n=== Engagement close-outs (cost vs actual) ===", flush=True)
+    for path in files:
+        total = list(csv.DictReader(path.open(encoding="utf-8")))[-1]
+        print(
+            f"{total['account'][:24]:24} margin {total['margin_pct_rounded'] or '-':>6}% "
+            f"(target {total['target_margin_pct']}%), {total['percent_complete_rounded'] or '-':>6}% complete, "
+            f"cost {total['cost_rounded']} / revenue {total['revenue_rounded']} {total['currency']}  "
+            f"{path.parent.relative_to(exports)}",
+            flush=True,
+        )
 
 
 # --- CSAT: two years of history, the current surveys answered through the real response service -------
@@ -377,9 +421,11 @@ def main() -> int:
         log(f"CSAT: the survey job again, for today's answers: {run_summary_line(api, 'ps_csat_surveys', again)}")
         if again["state"] != "success" and "ps_csat_surveys" in runs:
             runs["ps_csat_surveys"]["state"] = again["state"]  # counts for the exit code
+        log(f"closed engagement issues {close_engagements(info)} for the close-out to file")
         runs.update(run_all(api, [dag_id for dag_id in ids if dag_id in RUN_LAST], args.timeout))
         summarize(api, runs)
         exports = mirror_exports(info)
+        show_closeouts(exports)
         print(f"\nExports (copied from the sandbox's S3): {exports}")
         print(f"Airflow UI: {base_url}  login: admin / {password}  (CSAT page: {base_url}/ps-csat/)")
         exit_code = 0 if all(run["state"] == "success" for run in runs.values()) else 1

@@ -34,6 +34,13 @@ DEFAULT_DAILY_LIMIT = 15000
 API_VERSION = "59.0"
 # Records created without an Id get numbers from here, clear of the generated seed ids.
 AUTO_ID_BASE = 500_000
+CONTENT_LINK_FILTER = re.compile(r"\b(ContentDocumentId|LinkedEntityId)\s*(=|\bIN\b)", re.IGNORECASE)
+CONTENT_LINK_RESTRICTION = (
+    "Implementation restriction: ContentDocumentLink requires a filter by a single Id on ContentDocumentId "
+    "or LinkedEntityId using the equals operator or multiple Id's using the IN operator."
+)
+MAX_MENTIONS = 25
+MAX_FEED_TEXT = 10000
 
 
 class SalesforceError(Exception):
@@ -172,6 +179,8 @@ class SalesforceBackend:
         self.multi_currency = True
         self.locator_ttl: float = LOCATOR_TTL_SECONDS
         self.org_id = "00D5g000004ORGA" + id_checksum("00D5g000004ORGA")
+        self.blobs: dict[str, bytes] = {}  # ContentVersion id -> file bytes
+        self.feed_segments: dict[str, list[dict[str, Any]]] = {}  # FeedItem id -> message segments
         self._counter = 0
         self._children_of: dict[int, dict[str, list[dict[str, Any]]]] = {}
         self.clock: Callable[[], datetime] = clock.now
@@ -185,6 +194,8 @@ class SalesforceBackend:
             self.credentials.clear()
             self.connected_apps = {app["consumer_key"]: app for app in seed.get("connected_apps", [])}
             self.locators.clear()
+            self.blobs.clear()
+            self.feed_segments.clear()
             self.daily_limit = int(seed.get("daily_api_limit", DEFAULT_DAILY_LIMIT))
             self.page_size = int(seed.get("page_size", DEFAULT_PAGE_SIZE))
             self.child_page_size = int(seed.get("child_page_size", DEFAULT_CHILD_PAGE_SIZE))
@@ -263,6 +274,8 @@ class SalesforceBackend:
         with self.lock:
             definition = self._object(query.sobject)
             self._validate(query, definition, soql)
+            if definition.name == "ContentDocumentLink" and not CONTENT_LINK_FILTER.search(soql):
+                raise SalesforceError(400, "MALFORMED_QUERY", CONTENT_LINK_RESTRICTION)
             rows = self._select(query, definition, include_deleted)
             self._children_of = {}  # each sub-query runs once per query, not once per parent
             try:
@@ -632,7 +645,7 @@ class SalesforceBackend:
                 return record
         raise SalesforceError(404, "NOT_FOUND", "The requested resource does not exist")
 
-    def _check_fields(self, definition: ObjectDef, values: dict[str, Any]) -> dict[str, Any]:
+    def _check_fields(self, definition: ObjectDef, values: dict[str, Any], creating: bool = False) -> dict[str, Any]:
         clean: dict[str, Any] = {}
         read_only = []
         for name, value in values.items():
@@ -643,7 +656,7 @@ class SalesforceBackend:
                 raise SalesforceError(
                     400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {definition.name}", []
                 )
-            if not field.updateable:
+            if not (field.can_create if creating else field.updateable):
                 read_only.append(field.name)
             clean[field.name] = value
         if read_only:
@@ -678,10 +691,16 @@ class SalesforceBackend:
             self._derive(definition.name, record)
             self._touch(record)
 
-    def create(self, sobject: str, values: dict[str, Any]) -> str:
+    def create(self, sobject: str, values: dict[str, Any], actor: str = "") -> str:
         definition = self._object(sobject)
+        if definition.name == "ContentVersion":
+            return self.create_content_version(values, actor)
+        if definition.name == "FeedItem":
+            raise SalesforceError(
+                400, "INVALID_TYPE_FOR_OPERATION", "posts are created through the Connect REST API in this sandbox"
+            )
         with self.lock:
-            clean = self._check_fields(definition, values)
+            clean = self._check_fields(definition, values, creating=True)
             record = self.insert(definition.name, {**clean, "Id": None})
             return str(record["Id"])
 
@@ -707,4 +726,251 @@ class SalesforceBackend:
                 "api_usage": self.limit_info(),
                 "counts": {name: len(rows) for name, rows in self.records.items()},
                 "records": {name: list(rows.values()) for name, rows in self.records.items()},
+            }
+
+    # --- Salesforce Files (issue #22) -----------------------------------------------------------------
+    def _existing_id(self, sobjects: tuple[str, ...], record_id: str, field: str) -> tuple[str, dict[str, Any]]:
+        for sobject in sobjects:
+            for stored_id, record in self.records[sobject].items():
+                if stored_id[:15] == str(record_id)[:15] and not record["IsDeleted"]:
+                    return sobject, record
+        raise SalesforceError(400, "INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {record_id}", [field])
+
+    def create_content_version(self, values: dict[str, Any], actor: str) -> str:
+        """Insert a file version: without ``ContentDocumentId`` a new document is created and shared with
+        ``FirstPublishLocationId`` (and its owner); with it, a new version of that document.
+
+        Not implemented: ``ContentUrl`` links, ``ContentBodyId``, libraries (``ContentWorkspace``),
+        ``NetworkId``, chunked upload, the 38 MB insert limit.
+        """
+        import base64
+        import binascii
+        import hashlib
+
+        definition = OBJECTS["ContentVersion"]
+        with self.lock:
+            clean = self._check_fields(definition, values, creating=True)
+            missing = [name for name in ("PathOnClient", "VersionData") if not clean.get(name)]
+            if missing:
+                raise SalesforceError(
+                    400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing
+                )
+            try:
+                data = base64.b64decode(str(clean["VersionData"]), validate=True)
+            except (binascii.Error, ValueError):
+                raise SalesforceError(
+                    400, "JSON_PARSER_ERROR", "Cannot deserialize instance of base64 from VALUE_STRING value"
+                ) from None
+            document_id = clean.get("ContentDocumentId")
+            location = clean.get("FirstPublishLocationId")
+            if document_id and location:
+                raise SalesforceError(
+                    400,
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    "FirstPublishLocationId can only be set on the first version of a document",
+                    ["FirstPublishLocationId"],
+                )
+            if location:
+                self._existing_id(tuple(OBJECTS), location, "FirstPublishLocationId")
+            path = str(clean["PathOnClient"])
+            extension = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+            version = {
+                "Title": clean.get("Title") or (path.rsplit(".", 1)[0] if extension else path),
+                "PathOnClient": path,
+                "Description": clean.get("Description"),
+                "ReasonForChange": clean.get("ReasonForChange"),
+                "FirstPublishLocationId": location,
+                "OwnerId": actor or None,
+                "IsLatest": True,
+                "ContentSize": len(data),
+                "FileExtension": extension,
+                "FileType": {"html": "HTML", "csv": "CSV", "pdf": "PDF", "txt": "TEXT"}.get(extension, "UNKNOWN"),
+                "Checksum": hashlib.md5(data).hexdigest(),  # noqa: S324 - Salesforce's checksum is MD5
+            }
+            if document_id:
+                _sobject, document = self._existing_id(("ContentDocument",), document_id, "ContentDocumentId")
+                siblings = [
+                    row
+                    for row in self.records["ContentVersion"].values()
+                    if row["ContentDocumentId"] == document["Id"] and not row["IsDeleted"]
+                ]
+                for sibling in siblings:
+                    sibling["IsLatest"] = False
+                version.update(ContentDocumentId=document["Id"], VersionNumber=str(len(siblings) + 1))
+                version["FirstPublishLocationId"] = siblings[0]["FirstPublishLocationId"] if siblings else None
+            else:
+                document = self.insert(
+                    "ContentDocument", {"Title": version["Title"], "OwnerId": actor or None, "Id": None}
+                )
+                version.update(ContentDocumentId=document["Id"], VersionNumber="1")
+            record = self.insert("ContentVersion", {**version, "Id": None})
+            record["VersionData"] = f"/services/data/v{API_VERSION}/sobjects/ContentVersion/{record['Id']}/VersionData"
+            self.blobs[record["Id"]] = data
+            document.update(
+                Title=version["Title"],
+                LatestPublishedVersionId=record["Id"],
+                FileExtension=extension,
+                ContentSize=len(data),
+            )
+            self._touch(document)
+            if not document_id:
+                # the owner's link and the record it was first published to, as Salesforce creates them
+                targets = [(actor, "I"), (location, "V")] if location else [(actor, "I")]
+                for linked, share in targets:
+                    if linked:
+                        self.insert(
+                            "ContentDocumentLink",
+                            {
+                                "Id": None,
+                                "ContentDocumentId": document["Id"],
+                                "LinkedEntityId": linked,
+                                "ShareType": share,
+                                "Visibility": "AllUsers",
+                            },
+                        )
+            return str(record["Id"])
+
+    def version_data(self, version_id: str) -> bytes:
+        with self.lock:
+            record = self._find(OBJECTS["ContentVersion"], version_id)
+            return self.blobs[record["Id"]]
+
+    # --- Chatter (Connect REST API) -----------------------------------------------------------------
+    def post_feed_element(self, body: dict[str, Any], actor: str, version: str) -> dict[str, Any]:
+        """``POST /chatter/feed-elements`` with a Feed Item Input: Text and Mention segments.
+
+        Not implemented: capabilities (files, polls, links, shares), rich-text markup segments,
+        hashtags, ``visibility``, groups as subjects or mentions, ``username`` in a Mention segment.
+        """
+        if str(body.get("feedElementType") or "") != "FeedItem":
+            raise SalesforceError(400, "INVALID_API_INPUT", "feedElementType must be FeedItem")
+        subject_id = str(body.get("subjectId") or "")
+        if not subject_id:
+            raise SalesforceError(400, "MISSING_ARGUMENT", "Missing required 'subjectId' parameter.")
+        segments = ((body.get("body") or {}).get("messageSegments")) or []
+        if not isinstance(segments, list) or not segments:
+            raise SalesforceError(400, "MISSING_ARGUMENT", "Missing required 'body' parameter.")
+        with self.lock:
+            try:
+                _subject_type, subject = self._existing_id(tuple(OBJECTS), subject_id, "subjectId")
+            except SalesforceError:
+                raise SalesforceError(404, "NOT_FOUND", "The requested resource does not exist") from None
+            output_segments: list[dict[str, Any]] = []
+            mentions = 0
+            for segment in segments:
+                kind = str((segment or {}).get("type") or "").lower()
+                if kind == "text":
+                    output_segments.append({"type": "Text", "text": str(segment.get("text") or "")})
+                elif kind == "mention":
+                    mentions += 1
+                    user = self.records["User"].get(str(segment.get("id") or ""))
+                    if user is None:
+                        user = next(
+                            (u for u in self.records["User"].values() if u["Id"][:15] == str(segment.get("id"))[:15]),
+                            None,
+                        )
+                    if user is None:
+                        raise SalesforceError(400, "INVALID_ID_FIELD", f"Invalid mention id: {segment.get('id')}")
+                    output_segments.append(
+                        {
+                            "type": "Mention",
+                            "text": f"@{user['Name']}",
+                            "name": user["Name"],
+                            "accessible": True,
+                            "record": self._user_summary(user, version),
+                        }
+                    )
+                else:
+                    raise SalesforceError(400, "INVALID_API_INPUT", f"Unsupported message segment type: {kind}")
+            if mentions > MAX_MENTIONS:
+                raise SalesforceError(400, "INVALID_API_INPUT", f"You can mention up to {MAX_MENTIONS} people")
+            text = "".join(segment["text"] for segment in output_segments)
+            if len(text) > MAX_FEED_TEXT:
+                raise SalesforceError(
+                    400, "STRING_TOO_LONG", f"Body: data value too large (max length={MAX_FEED_TEXT})"
+                )
+            record = self.insert(
+                "FeedItem",
+                {
+                    "Id": None,
+                    "ParentId": subject["Id"],
+                    "Body": text,
+                    "Type": "TextPost",
+                    "IsRichText": False,
+                    "CreatedById": actor or None,
+                },
+            )
+            self.feed_segments[record["Id"]] = output_segments
+            return self._feed_item(record, version)
+
+    def _user_summary(self, user: dict[str, Any], version: str) -> dict[str, Any]:
+        return {
+            "id": user["Id"],
+            "name": user["Name"],
+            "displayName": user["Name"],
+            "type": "User",
+            "username": user["Username"],
+            "url": f"/services/data/v{version}/chatter/users/{user['Id']}",
+        }
+
+    def _feed_item(self, record: dict[str, Any], version: str) -> dict[str, Any]:
+        subject_type, subject = self._existing_id(tuple(OBJECTS), record["ParentId"], "subjectId")
+        actor = self.records["User"].get(record.get("CreatedById") or "")
+        created = parse_datetime(record["CreatedDate"]).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        segments = self.feed_segments.get(record["Id"]) or [{"type": "Text", "text": record.get("Body") or ""}]
+        return {
+            "actor": self._user_summary(actor, version) if actor else None,
+            "body": {"isRichText": False, "messageSegments": segments, "text": record.get("Body") or ""},
+            "capabilities": {},
+            "createdDate": created,
+            "feedElementType": "FeedItem",
+            "id": record["Id"],
+            "modifiedDate": created,
+            "parent": {
+                "id": subject["Id"],
+                "name": subject.get("Name"),
+                "type": subject_type,
+                "url": f"/services/data/v{version}/sobjects/{subject_type}/{subject['Id']}",
+            },
+            "type": "TextPost",
+            "url": f"/services/data/v{version}/chatter/feed-elements/{record['Id']}",
+        }
+
+    def feed_element(self, element_id: str, version: str) -> dict[str, Any]:
+        with self.lock:
+            record = self._find(OBJECTS["FeedItem"], element_id)
+            return self._feed_item(record, version)
+
+    def record_feed(self, record_id: str, page_token: str | None, page_size: int, version: str) -> dict[str, Any]:
+        """``GET /chatter/feeds/record/{id}/feed-elements``: newest first, ``pageSize`` 1-100 (25)."""
+        if not 1 <= page_size <= 100:
+            raise SalesforceError(400, "INVALID_API_INPUT", "pageSize must be between 1 and 100")
+        with self.lock:
+            try:
+                self._existing_id(tuple(OBJECTS), record_id, "recordId")
+            except SalesforceError:
+                raise SalesforceError(404, "NOT_FOUND", "The requested resource does not exist") from None
+            items = sorted(
+                (
+                    row
+                    for row in self.records["FeedItem"].values()
+                    if (row["ParentId"] or "")[:15] == record_id[:15] and not row["IsDeleted"]
+                ),
+                key=lambda row: (row["CreatedDate"], row["Id"]),
+                reverse=True,
+            )
+            offset = int(page_token) if page_token and page_token.isdigit() else 0
+            page = items[offset : offset + page_size]
+            base = f"/services/data/v{version}/chatter/feeds/record/{record_id}/feed-elements"
+            following = offset + page_size
+            return {
+                "currentPageToken": str(offset) if offset else None,
+                "currentPageUrl": f"{base}?pageSize={page_size}" + (f"&page={offset}" if offset else ""),
+                "elements": [self._feed_item(row, version) for row in page],
+                "isModifiedToken": None,
+                "isModifiedUrl": None,
+                "nextPageToken": str(following) if following < len(items) else None,
+                "nextPageUrl": f"{base}?pageSize={page_size}&page={following}" if following < len(items) else None,
+                "updatesToken": None,
+                "updatesUrl": None,
             }

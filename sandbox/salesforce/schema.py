@@ -12,6 +12,11 @@ class FieldDef:
     updateable: bool = True
     reference_to: str | None = None
     relationship_name: str | None = None
+    createable: bool | None = None  # None: as updateable (create-only fields: True with updateable False)
+
+    @property
+    def can_create(self) -> bool:
+        return self.updateable if self.createable is None else self.createable
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,88 @@ OBJECTS: dict[str, ObjectDef] = {
                 _ref("ContactId", "Contact", "Contact"),
                 FieldDef("Role", "picklist"),
                 FieldDef("IsPrimary", "boolean"),
+            ),
+        ),
+        # Salesforce Files (issue #22): a document, its versions and the records it is shared with.
+        ObjectDef(
+            "ContentDocument",
+            "069",
+            _fields(
+                FieldDef("Title", "string"),
+                FieldDef("OwnerId", "reference", updateable=False, reference_to="User", relationship_name="Owner"),
+                FieldDef(
+                    "LatestPublishedVersionId",
+                    "reference",
+                    updateable=False,
+                    reference_to="ContentVersion",
+                    relationship_name="LatestPublishedVersion",
+                ),
+                FieldDef("FileExtension", "string", updateable=False),
+                FieldDef("ContentSize", "int", updateable=False),
+            ),
+            children={
+                "ContentVersions": ("ContentVersion", "ContentDocumentId"),
+                "ContentDocumentLinks": ("ContentDocumentLink", "ContentDocumentId"),
+            },
+        ),
+        ObjectDef(
+            "ContentVersion",
+            "068",
+            _fields(
+                FieldDef("Title", "string"),
+                FieldDef("PathOnClient", "string", updateable=False, createable=True),
+                FieldDef("VersionData", "base64", updateable=False, createable=True),
+                FieldDef("Description", "textarea"),
+                FieldDef("ReasonForChange", "string", updateable=False, createable=True),
+                FieldDef(
+                    "ContentDocumentId",
+                    "reference",
+                    updateable=False,
+                    createable=True,
+                    reference_to="ContentDocument",
+                    relationship_name="ContentDocument",
+                ),
+                FieldDef(
+                    "FirstPublishLocationId", "reference", updateable=False, createable=True, reference_to="Opportunity"
+                ),
+                FieldDef("OwnerId", "reference", updateable=False, reference_to="User", relationship_name="Owner"),
+                FieldDef("IsLatest", "boolean", updateable=False),
+                FieldDef("VersionNumber", "string", updateable=False),
+                FieldDef("ContentSize", "int", updateable=False),
+                FieldDef("FileExtension", "string", updateable=False),
+                FieldDef("FileType", "string", updateable=False),
+                FieldDef("Checksum", "string", updateable=False),
+            ),
+        ),
+        ObjectDef(
+            "ContentDocumentLink",
+            "06A",
+            _fields(
+                FieldDef(
+                    "ContentDocumentId",
+                    "reference",
+                    updateable=False,
+                    createable=True,
+                    reference_to="ContentDocument",
+                    relationship_name="ContentDocument",
+                ),
+                FieldDef("LinkedEntityId", "reference", updateable=False, createable=True, reference_to="Opportunity"),
+                FieldDef("ShareType", "picklist"),
+                FieldDef("Visibility", "picklist"),
+            ),
+        ),
+        # Chatter posts as the FeedItem sObject (SOQL); the Connect REST API serves the same posts.
+        ObjectDef(
+            "FeedItem",
+            "0D5",
+            _fields(
+                FieldDef("ParentId", "reference", updateable=False, createable=True, reference_to="Opportunity"),
+                FieldDef("Body", "textarea"),
+                FieldDef("Type", "picklist", updateable=False),
+                FieldDef("IsRichText", "boolean"),
+                FieldDef(
+                    "CreatedById", "reference", updateable=False, reference_to="User", relationship_name="CreatedBy"
+                ),
             ),
         ),
     )

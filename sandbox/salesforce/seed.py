@@ -17,7 +17,8 @@ Seed section (all keys optional)::
 The generated org: record types ("Professional Services Only" and others), account executives,
 accounts, contacts (some opted out of e-mail), products whose codes are the SKUs of the real
 services.yml plus a custom-SOW product and a legacy SKU found nowhere else, and opportunities over
-two years ending at ``end_date`` in every stage, a few reopened after being won and a few deleted.
+two years ending at ``end_date`` in every stage, a few reopened after being won and a few deleted,
+and the finance users the engagement close-out mentions in Chatter (``FINANCE_USERS``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ from sandbox.salesforce.models import format_datetime, make_id
 from sandbox.salesforce.schema import OBJECTS
 
 PS_RECORD_TYPE = "Professional Services Only"
+FINANCE_USERS = [
+    ("controller@ps.example.com", "Carla", "Controller", "Controller"),
+    ("fbp.sales@ps.example.com", "Felix", "Partner", "Finance Business Partner (Sales)"),
+]
 RECORD_TYPES = [
     (PS_RECORD_TYPE, "Professional_Services_Only"),
     ("Standard", "Standard"),
@@ -219,6 +224,9 @@ def generate(
         )
         for index, (first, last) in enumerate(zip(FIRST[:8], LAST[:8], strict=True))
     ]
+    # finance people the engagement close-out mentions in Chatter (issue #22)
+    for username, first, last, title in FINANCE_USERS:
+        base("User", Username=username, FirstName=first, LastName=last, Email=username, IsActive=True, Title=title)
 
     accounts: list[str] = []
     names: set[str] = set()

@@ -79,6 +79,12 @@ class SalesforceStandIn(StandIn):
                 methods=["GET", "PATCH", "DELETE"],
             ),
             Rule(f"{API_PATH}/composite/sobjects", endpoint="update_collection", methods=["PATCH"]),
+            Rule(
+                f"{API_PATH}/sobjects/ContentVersion/<record_id>/VersionData", endpoint="version_data", methods=["GET"]
+            ),
+            Rule(f"{API_PATH}/chatter/feed-elements", endpoint="post_feed_element", methods=["POST"]),
+            Rule(f"{API_PATH}/chatter/feed-elements/<element_id>", endpoint="feed_element", methods=["GET"]),
+            Rule(f"{API_PATH}/chatter/feeds/record/<record_id>/feed-elements", endpoint="record_feed", methods=["GET"]),
         ]
 
     # --- state -------------------------------------------------------------------------------------
@@ -226,12 +232,19 @@ class SalesforceStandIn(StandIn):
         )
 
     # --- REST ---------------------------------------------------------------------------------------
-    def _authorise(self, request: Request) -> None:
+    def _authorise(self, request: Request) -> str:
+        """Check the session and count the call; return the user id the session belongs to."""
         header = request.headers.get("Authorization", "")
         token = re.sub(r"^(Bearer|OAuth)\s+", "", header)
-        if self.sessions.principal(token) is None:
+        principal = self.sessions.principal(token)
+        if principal is None:
             raise SalesforceError(401, "INVALID_SESSION_ID", "Session expired or invalid")
         self.backend.count_api_call()
+        return principal
+
+    def _actor(self, request: Request) -> str:
+        token = re.sub(r"^(Bearer|OAuth)\s+", "", request.headers.get("Authorization", ""))
+        return self.sessions.principal(token) or ""
 
     def _rest(self, request: Request, action: Any) -> Response:
         try:
@@ -289,7 +302,7 @@ class SalesforceStandIn(StandIn):
 
     def create_sobject(self, request: Request, version: str, sobject: str) -> Response:
         def action() -> Response:
-            record_id = self.backend.create(sobject, self._json_body(request) or {})
+            record_id = self.backend.create(sobject, self._json_body(request) or {}, self._actor(request))
             return json_response({"id": record_id, "success": True, "errors": []}, 201)
 
         return self._rest(request, action)
@@ -340,5 +353,39 @@ class SalesforceStandIn(StandIn):
                     }
                     results.append({"id": record_id, "success": False, "errors": [failure]})
             return json_response(results)
+
+        return self._rest(request, action)
+
+    # --- Salesforce Files and Chatter (issue #22) ----------------------------------------------------
+    def version_data(self, request: Request, version: str, record_id: str) -> Response:
+        def action() -> Response:
+            return Response(self.backend.version_data(record_id), mimetype="application/octetstream")
+
+        return self._rest(request, action)
+
+    def post_feed_element(self, request: Request, version: str) -> Response:
+        def action() -> Response:
+            body = self._json_body(request)
+            if body is None:  # the request-parameter form: text only
+                body = {
+                    "feedElementType": request.args.get("feedElementType"),
+                    "subjectId": request.args.get("subjectId"),
+                    "body": {"messageSegments": [{"type": "Text", "text": request.args.get("text", "")}]},
+                }
+            if not isinstance(body, dict):
+                raise SalesforceError(400, "JSON_PARSER_ERROR", "The request body is not a Feed Item Input")
+            return json_response(self.backend.post_feed_element(body, self._actor(request), version), 201)
+
+        return self._rest(request, action)
+
+    def feed_element(self, request: Request, version: str, element_id: str) -> Response:
+        return self._rest(request, lambda: json_response(self.backend.feed_element(element_id, version)))
+
+    def record_feed(self, request: Request, version: str, record_id: str) -> Response:
+        def action() -> Response:
+            size = request.args.get("pageSize", "25")
+            if not size.isdigit():
+                raise SalesforceError(400, "INVALID_API_INPUT", "pageSize must be a number")
+            return json_response(self.backend.record_feed(record_id, request.args.get("page"), int(size), version))
 
         return self._rest(request, action)

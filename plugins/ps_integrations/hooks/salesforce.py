@@ -344,3 +344,121 @@ class SalesforceHook(ProviderSalesforceHook):
             return False, str(error)
         usage = self.api_usage
         return True, "Connection successfully tested" + (f"; {usage.describe()}" if usage else "")
+
+    # --- users, files and Chatter (issue #22: engagement close-out) -----------------------------------
+    def find_users(self, identifiers: list[str]) -> dict[str, dict[str, Any]]:
+        """Users by username or e-mail address (either matches, case-insensitively).
+
+        :param identifiers: usernames or e-mail addresses.
+        :return: each identifier (lower-cased) found -> ``{Id, Name, Username, Email, IsActive}``;
+            an e-mail shared by several users resolves to the active one first, then the lowest Id.
+        """
+        wanted = sorted({identifier.strip().lower() for identifier in identifiers if identifier.strip()})
+        if not wanted:
+            return {}
+        quoted = ", ".join(soql_string(identifier) for identifier in wanted)
+        soql = (
+            "SELECT Id, Name, Username, Email, IsActive FROM User "  # noqa: S608 - values are escaped
+            f"WHERE Username IN ({quoted}) OR Email IN ({quoted}) ORDER BY Id"
+        )
+        found: dict[str, dict[str, Any]] = {}
+        for record in self.query_records(soql):
+            user = {key: record.get(key) for key in ("Id", "Name", "Username", "Email", "IsActive")}
+            for key in (str(record.get("Username") or "").lower(), str(record.get("Email") or "").lower()):
+                if key in wanted and (key not in found or (user["IsActive"] and not found[key]["IsActive"])):
+                    found[key] = user
+        return found
+
+    def create_content_version(
+        self,
+        title: str,
+        path_on_client: str,
+        data: bytes,
+        first_publish_location_id: str | None = None,
+        content_document_id: str | None = None,
+        description: str | None = None,
+        reason_for_change: str | None = None,
+    ) -> str:
+        """Upload a file (``ContentVersion`` insert with base64 ``VersionData``).
+
+        :param first_publish_location_id: the record a new document is shared with (first version only).
+        :param content_document_id: add a new version to this document instead of creating one.
+        :return: the ContentVersion Id.
+        """
+        import base64
+
+        fields: dict[str, Any] = {
+            "Title": title,
+            "PathOnClient": path_on_client,
+            "VersionData": base64.b64encode(data).decode("ascii"),
+        }
+        if first_publish_location_id:
+            fields["FirstPublishLocationId"] = first_publish_location_id
+        if content_document_id:
+            fields["ContentDocumentId"] = content_document_id
+        if description is not None:
+            fields["Description"] = description
+        if reason_for_change is not None:
+            fields["ReasonForChange"] = reason_for_change
+
+        def create(client: Any) -> dict[str, Any]:
+            return client.ContentVersion.create(fields)
+
+        return str(self._call(create)["id"])
+
+    def content_versions(self, document_id: str | None = None, location_id: str | None = None) -> list[dict[str, Any]]:
+        """Versions of one document, or of the documents first published to a record, oldest first.
+
+        :return: ``{Id, ContentDocumentId, VersionNumber, Title, Description, IsLatest, ContentSize}`` each.
+        """
+        if bool(document_id) == bool(location_id):
+            raise ValueError("give exactly one of document_id and location_id")
+        column, value = ("ContentDocumentId", document_id) if document_id else ("FirstPublishLocationId", location_id)
+        soql = (
+            "SELECT Id, ContentDocumentId, VersionNumber, Title, Description, IsLatest, ContentSize "  # noqa: S608
+            f"FROM ContentVersion WHERE {column} = {soql_string(str(value))} ORDER BY CreatedDate, Id"
+        )
+        return [
+            {key: value for key, value in record.items() if key != "attributes"} for record in self.query_records(soql)
+        ]
+
+    def version_data(self, version_id: str) -> bytes:
+        """The bytes of one file version (``/sobjects/ContentVersion/{id}/VersionData``)."""
+
+        def download(client: Any) -> bytes:
+            url = f"{client.base_url}sobjects/ContentVersion/{version_id}/VersionData"
+            return client._call_salesforce("GET", url, name="VersionData").content
+
+        return self._call(download)
+
+    def post_feed_item(self, subject_id: str, segments: list[dict[str, str]]) -> dict[str, Any]:
+        """Post to a record's Chatter feed (Connect REST ``POST /chatter/feed-elements``).
+
+        :param segments: message segments, e.g. ``{"type": "Text", "text": "..."}`` and
+            ``{"type": "Mention", "id": "005..."}`` (spaces around mentions are not added).
+        :return: the Feed Item as Salesforce returns it (``id``, ``body.text``, ``body.messageSegments``...).
+        """
+        body = {"body": {"messageSegments": segments}, "feedElementType": "FeedItem", "subjectId": subject_id}
+
+        def post(client: Any) -> dict[str, Any]:
+            return client.restful("chatter/feed-elements", method="POST", json=body)
+
+        return self._call(post)
+
+    def record_feed(self, record_id: str, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Every feed element of a record's feed, newest first, following ``nextPageUrl``."""
+        path: str | None = f"chatter/feeds/record/{record_id}/feed-elements?pageSize={page_size}"
+        while path:
+
+            def get(client: Any, path: str = path) -> dict[str, Any]:
+                return client.restful(path)
+
+            page = self._call(get)
+            yield from page.get("elements") or []
+            next_url = page.get("nextPageUrl")
+            path = next_url.split(f"/services/data/v{self.version}/", 1)[-1] if next_url else None
+
+
+def soql_string(value: str) -> str:
+    """A SOQL string literal: quotes and backslashes escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
