@@ -127,7 +127,7 @@ def approve(sandbox, issue, hours: dict[str, float], period: str, unapproved: fl
         log = gitlab.add_timelog(
             issue, user, int(amount * 3600), datetime.combine(monday, datetime.min.time(), UTC), None
         )
-        entry = Entry(str(log.id), user.username, monday, url, "Project Work", Decimal(str(amount)))
+        entry = Entry(str(log.id), user.username, monday, url, "Project Work", int(amount * 3600))
         ledger.lock(f"{period}-{role}", user.username, 3, [entry], "test", clock.now())
     if unapproved:
         gitlab.add_timelog(issue, people["engineer"], int(unapproved * 3600), CLOSED, None)
@@ -194,7 +194,7 @@ def test_one_close_files_one_report_and_one_post_with_both_mentions(dag, closeou
     assert mentioned == [user_id(closeout, "controller@ps.example.com"), user_id(closeout, "fbp.sales@ps.example.com")]
     # cost 60 x 120 + 10.5 x 110 + 8 x 150 = 7,200 + 1,155 + 1,200 = 9,555; margin 20,445 / 30,000 = 68.15 %
     text = post["body"]["text"]
-    assert "gross margin 68.2%, meets the 30.0% target; 78.5% complete (78.5 of 100.0 budgeted hours)" in text
+    assert "gross margin 68.2%, meets the 30.0% target; 78.5% complete (78.50 of 100.0 budgeted hours)" in text
     assert "Cost 9,555.00 USD against revenue 30,000.00 USD" in text
     assert "4.25 hours logged but not approved yet" in text
     assert closeout.standin("gitlab").backend.issue_url(issue) in text
