@@ -583,3 +583,18 @@ def test_issue_table_reads_plainly(dag, recon):
     assert cells[9:] == [csv_row["zuora_product_id"], csv_row["zuora_name"]]
     assert "\\" not in "".join(cells[:3] + cells[4:8])
     assert "| MIG+ |" in issue.description or "MIG+" not in issue.description
+
+
+def test_csv_cells_never_run_as_excel_formulas():
+    from datetime import date
+    from decimal import Decimal
+
+    from ps_integrations.domain.services_catalog import ServiceEntry
+    from ps_integrations.domain.sku_reconciliation import reconcile
+    from ps_integrations.jobs.sku_reconciliation import reconciliation_csv
+
+    entry = ServiceEntry(id="x", name='=HYPERLINK("http://evil")', sku="@SUM(1)", price=Decimal(5))
+    content = reconciliation_csv(reconcile([entry], [], date(2026, 11, 21))).content.decode("utf-8-sig")
+    [row] = list(csv.DictReader(io.StringIO(content)))
+    assert row["services.yml name"] == '\'=HYPERLINK("http://evil")' and row["SKU"] == "'@SUM(1)"
+    assert row["services.yml price"] == "5.00"

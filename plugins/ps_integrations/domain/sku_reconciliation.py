@@ -170,7 +170,7 @@ def join_zuora_catalog(
         owner = active_plan_product.get(plan_id) if plan_id is not None else None
         if owner is None or plan_id is None:
             continue
-        currency: str | None = _text(tier.get("Currency")).strip() or None
+        currency: str | None = _text(tier.get("Currency")).strip().upper() or None
         amount = _amount(tier.get("Price"))
         tier_id = _text(tier.get("Id"))
         if currency is None or amount is None:

@@ -207,13 +207,20 @@ def duplicated_ids(catalog: Catalog) -> list[str]:
 # --- files -------------------------------------------------------------------------------------------
 
 
+# a text cell starting with one of these is run as a formula when Excel opens the CSV
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(row: dict[str, Any], field: Field) -> str:
     value = row[field.key]
     if value is None:
         return ""
     if field.kind == "money":
         return money(value)
-    return str(value)
+    text = str(value)
+    if field.kind == "text" and text.startswith(_FORMULA_START):
+        return "'" + text  # shown as text, never run (names and SKUs come from two other systems)
+    return text
 
 
 def reconciliation_csv(rows: Sequence[dict[str, Any]]) -> ExportFile:
@@ -228,7 +235,8 @@ def reconciliation_csv(rows: Sequence[dict[str, Any]]) -> ExportFile:
         buffer.getvalue().encode("utf-8"),
         "One row per SKU, currency, services.yml entry and Zuora product (services.yml entries without a SKU: one "
         "row per entry), most severe status first, then by SKU. UTF-8 with a byte order mark, CRLF line ends, "
-        "prices as plain decimals with a point.",
+        "prices as plain decimals with a point; a text cell starting with = + - or @ gets a leading ' so Excel "
+        "shows it instead of running it.",
         COLUMNS,
     )
 
