@@ -493,6 +493,16 @@ def test_workbook_finance_can_act_on(dag, recon):
     from ps_integrations.jobs.sku_reconciliation import FIELDS
 
     run(dag)
+    import zipfile
+
+    from lxml import etree
+
+    content = exports().read_bytes(FOLDER, "reconciliation.xlsx")
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:  # every part is well-formed XML
+        for name in archive.namelist():
+            etree.fromstring(archive.read(name))
+        workbook_xml = archive.read("xl/workbook.xml").decode()
+    assert "_xlnm._FilterDatabase" in workbook_xml  # Excel's name for a sheet's filter range
     workbook = _workbook()
     assert workbook.sheetnames == ["Summary", "Needs action", "All rows"]
     csv_rows = rows()
