@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -151,7 +151,8 @@ def _shown(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _sheet_xml(sheet: Sheet, styles: _Styles, selected: bool) -> str:
+def _sheet_xml(sheet: Sheet, styles: _Styles, selected: bool) -> Iterator[str]:
+    """The worksheet XML in chunks of rows, so a big sheet is never one string in memory."""
     header, rows = list(sheet.header), sheet.rows
     columns = max([1, len(header), *(len(row) for row in rows)])
     letters = [column_letter(index) for index in range(columns)]
@@ -214,11 +215,14 @@ def _sheet_xml(sheet: Sheet, styles: _Styles, selected: bool) -> str:
             else:
                 cells.append(f'<c r="{ref}" t="inlineStr"{emphasis}>{_text(str(value))}</c>')
         parts.append(f'<row r="{number}">{"".join(cells)}</row>')
+        if len(parts) >= 1000:
+            yield "".join(parts)
+            parts.clear()
     parts.append("</sheetData>")
     if sheet.table:
         parts.append(f'<autoFilter ref="A1:{letters[max(len(header), 1) - 1]}{max(len(rows), 1) + 1}"/>')
     parts.append("</worksheet>")
-    return "".join(parts)
+    yield "".join(parts)
 
 
 def _quoted_sheet(name: str) -> str:
@@ -229,7 +233,6 @@ def workbook_bytes(sheets: Sequence[Sheet], moment: datetime, title: str) -> byt
     """Sheets -> xlsx bytes. Cells: str, int, Decimal/float, date, ``Money``; None and "" stay empty."""
     styles = _Styles()
     names = [sheet.name[:31] for sheet in sheets]
-    sheet_xml = [_sheet_xml(sheet, styles, index == 0) for index, sheet in enumerate(sheets)]
     filters = "".join(
         f'<definedName name="_xlnm._FilterDatabase" localSheetId="{index}" hidden="1">'
         f"{_xml_escape(_quoted_sheet(names[index]))}!$A$1:${column_letter(len(sheet.header) - 1)}$"
@@ -300,21 +303,27 @@ def workbook_bytes(sheets: Sequence[Sheet], moment: datetime, title: str) -> byt
         'xmlns:vt="http://schemas.openxmlformats.org/officeDocument/2006/docPropsVTypes">'
         "<Application>ps-integrations</Application><Company>ps-integrations</Company></Properties>"
     )
-    parts = [
-        ("[Content_Types].xml", content_types),
-        ("_rels/.rels", root_rels),
-        ("docProps/app.xml", app),
-        ("docProps/core.xml", core),
-        ("xl/workbook.xml", workbook),
-        ("xl/_rels/workbook.xml.rels", workbook_rels),
-        ("xl/styles.xml", styles.xml()),
-        *((f"xl/worksheets/sheet{index + 1}.xml", xml) for index, xml in enumerate(sheet_xml)),
-    ]
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, text in parts:
-            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o600 << 16
-            archive.writestr(info, text.encode("utf-8"), compresslevel=6)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for name, text in (
+            ("[Content_Types].xml", content_types),
+            ("_rels/.rels", root_rels),
+            ("docProps/app.xml", app),
+            ("docProps/core.xml", core),
+            ("xl/workbook.xml", workbook),
+            ("xl/_rels/workbook.xml.rels", workbook_rels),
+        ):
+            _write_part(archive, name, [text])
+        for index, sheet in enumerate(sheets):
+            _write_part(archive, f"xl/worksheets/sheet{index + 1}.xml", _sheet_xml(sheet, styles, index == 0))
+        _write_part(archive, "xl/styles.xml", [styles.xml()])  # last: the sheets chose the currency formats
     return buffer.getvalue()
+
+
+def _write_part(archive: zipfile.ZipFile, name: str, chunks: Iterable[str]) -> None:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o600 << 16
+    with archive.open(info, "w") as part:
+        for chunk in chunks:
+            part.write(chunk.encode("utf-8"))

@@ -15,12 +15,12 @@ import html
 import io
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
-from typing import Any
+from typing import Any, overload
 
 from ps_integrations import clock
 from ps_integrations.domain.gitlab_text import one_line
@@ -252,6 +252,32 @@ def _sheet_cell(row: dict[str, Any], field: Field) -> Any:
     return value
 
 
+class SheetRows(Sequence[list[Any]]):
+    """The workbook cells of export rows, made as the sheet is written (not all held at once)."""
+
+    def __init__(self, rows: Sequence[dict[str, Any]]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, index: int) -> list[Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[list[Any]]: ...
+    def __getitem__(self, index: int | slice) -> list[Any] | list[list[Any]]:
+        if isinstance(index, slice):
+            return [self._cells(row) for row in self.rows[index]]
+        return self._cells(self.rows[index])
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        return map(self._cells, self.rows)
+
+    @staticmethod
+    def _cells(row: dict[str, Any]) -> list[Any]:
+        return [_sheet_cell(row, f) for f in FIELDS]
+
+
 def summary_sheet(
     as_of: date, rows: Sequence[dict[str, Any]], counts: dict[str, int], sources: Sources, dup_ids: list[str]
 ) -> Sheet:
@@ -282,12 +308,10 @@ def reconciliation_xlsx(
     as_of: date, rows: Sequence[dict[str, Any]], counts: dict[str, int], sources: Sources, dup_ids: list[str]
 ) -> ExportFile:
     header = [f.header for f in FIELDS]
-    table = [[_sheet_cell(row, f) for f in FIELDS] for row in rows]
-    action = [cells for cells, row in zip(table, rows, strict=True) if needs_action(row)]
     sheets = [
         summary_sheet(as_of, rows, counts, sources, dup_ids),
-        Sheet("Needs action", header, action),
-        Sheet("All rows", header, table),
+        Sheet("Needs action", header, SheetRows([row for row in rows if needs_action(row)])),
+        Sheet("All rows", header, SheetRows(rows)),
     ]
     moment = datetime.combine(as_of, time(0), UTC).replace(tzinfo=None)
     return ExportFile(
