@@ -28,6 +28,7 @@ from ps_integrations.domain.services_catalog import Catalog, CatalogSyntaxError,
 from ps_integrations.domain.sku_reconciliation import (
     GLOSSARY,
     NO_ACTION,
+    Row,
     join_zuora_catalog,
     money,
     needs_action,
@@ -148,7 +149,7 @@ class Outcome:
     """What one reconciliation found, for the finance mail and issue."""
 
     as_of: date
-    rows: list[dict[str, Any]]
+    rows: list[Row]
     counts: dict[str, int]
     folder: str
     new: list[tuple[str, str, str]]
@@ -157,7 +158,7 @@ class Outcome:
     sources: Sources
 
     @property
-    def action_rows(self) -> list[dict[str, Any]]:
+    def action_rows(self) -> list[Row]:
         return [row for row in self.rows if needs_action(row)]
 
 
@@ -211,7 +212,7 @@ def duplicated_ids(catalog: Catalog) -> list[str]:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _csv_cell(row: dict[str, Any], field: Field) -> str:
+def _csv_cell(row: Row, field: Field) -> str:
     value = row[field.key]
     if value is None:
         return ""
@@ -223,16 +224,20 @@ def _csv_cell(row: dict[str, Any], field: Field) -> str:
     return text
 
 
-def reconciliation_csv(rows: Sequence[dict[str, Any]]) -> ExportFile:
+def reconciliation_csv(rows: Sequence[Row]) -> ExportFile:
     """UTF-8 with a byte order mark (so Excel reads the SKUs' and names' accents right), plain decimals."""
-    buffer = io.StringIO()
-    buffer.write("\ufeff")
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    buffer = io.BytesIO()
+    # encoded as written: the text is never held as one (UCS-2, because of the BOM) string
+    text = io.TextIOWrapper(buffer, encoding="utf-8-sig", newline="", write_through=True)
+    writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow([f.header for f in FIELDS])
     writer.writerows([_csv_cell(row, f) for f in FIELDS] for row in rows)
+    text.flush()
+    content = buffer.getvalue()
+    text.detach()
     return ExportFile(
         "reconciliation.csv",
-        buffer.getvalue().encode("utf-8"),
+        content,
         "One row per SKU, currency, services.yml entry and Zuora product (services.yml entries without a SKU: one "
         "row per entry), most severe status first, then by SKU. UTF-8 with a byte order mark, CRLF line ends, "
         "prices as plain decimals with a point; a text cell starting with = + - or @ gets a leading ' so Excel "
@@ -241,7 +246,7 @@ def reconciliation_csv(rows: Sequence[dict[str, Any]]) -> ExportFile:
     )
 
 
-def _sheet_cell(row: dict[str, Any], field: Field) -> Any:
+def _sheet_cell(row: Row, field: Field) -> Any:
     value = row[field.key]
     if value is None or value == "":
         return None
@@ -255,7 +260,7 @@ def _sheet_cell(row: dict[str, Any], field: Field) -> Any:
 class SheetRows(Sequence[list[Any]]):
     """The workbook cells of export rows, made as the sheet is written (not all held at once)."""
 
-    def __init__(self, rows: Sequence[dict[str, Any]]) -> None:
+    def __init__(self, rows: Sequence[Row]) -> None:
         self.rows = rows
 
     def __len__(self) -> int:
@@ -274,12 +279,12 @@ class SheetRows(Sequence[list[Any]]):
         return map(self._cells, self.rows)
 
     @staticmethod
-    def _cells(row: dict[str, Any]) -> list[Any]:
+    def _cells(row: Row) -> list[Any]:
         return [_sheet_cell(row, f) for f in FIELDS]
 
 
 def summary_sheet(
-    as_of: date, rows: Sequence[dict[str, Any]], counts: dict[str, int], sources: Sources, dup_ids: list[str]
+    as_of: date, rows: Sequence[Row], counts: dict[str, int], sources: Sources, dup_ids: list[str]
 ) -> Sheet:
     lines: list[list[Any]] = [
         ["As of", as_of],
@@ -305,7 +310,7 @@ def summary_sheet(
 
 
 def reconciliation_xlsx(
-    as_of: date, rows: Sequence[dict[str, Any]], counts: dict[str, int], sources: Sources, dup_ids: list[str]
+    as_of: date, rows: Sequence[Row], counts: dict[str, int], sources: Sources, dup_ids: list[str]
 ) -> ExportFile:
     header = [f.header for f in FIELDS]
     sheets = [
@@ -325,7 +330,7 @@ def reconciliation_xlsx(
 
 
 def build_files(
-    rows: list[dict[str, Any]], as_of: date, sources: Sources | None = None, dup_ids: list[str] | None = None
+    rows: list[Row], as_of: date, sources: Sources | None = None, dup_ids: list[str] | None = None
 ) -> list[ExportFile]:
     counts = status_counts(rows)
     sources = sources or Sources("", {}, CatalogSource("", "", None, None, None))
@@ -451,7 +456,7 @@ class SkuReconciliation:
 
     # --- drift ------------------------------------------------------------------------------------
     def _record_and_compare(
-        self, as_of: date, rows: list[dict[str, Any]], source: CatalogSource, counts: dict[str, int], folder: str
+        self, as_of: date, rows: list[Row], source: CatalogSource, counts: dict[str, int], folder: str
     ) -> tuple[list, list]:
         keys = problem_keys(rows)
         previous_rows = self.store.fetch_all("sku_reconciliation/previous_problems", {"as_of": as_of.isoformat()})
