@@ -608,3 +608,13 @@ def test_csv_cells_never_run_as_excel_formulas():
     [row] = list(csv.DictReader(io.StringIO(content)))
     assert row["services.yml name"] == '\'=HYPERLINK("http://evil")' and row["SKU"] == "'@SUM(1)"
     assert row["services.yml price"] == "5.00"
+
+
+def test_mail_attaches_the_workbook_first_and_only_what_fits():
+    from ps_integrations.exports import ExportFile
+    from ps_integrations.jobs.sku_reconciliation import MAX_ATTACHMENT_BYTES, attachable
+
+    table = ExportFile("reconciliation.csv", b"x" * (MAX_ATTACHMENT_BYTES - 1000), "")
+    workbook = ExportFile("reconciliation.xlsx", b"y" * 2000, "")
+    assert [f.name for f in attachable([table, workbook])] == ["reconciliation.xlsx"]
+    assert [f.name for f in attachable([workbook], 100)] == []

@@ -55,6 +55,8 @@ ZOQL = {
 ISSUE_MARKER = "<!-- ps-integrations:sku-reconciliation -->"
 ISSUE_TABLE_LIMIT = 500  # rows in the issue; the rest are in the export (GitLab caps descriptions at 1 MB)
 MAIL_LIST_LIMIT = 200
+# mail servers commonly refuse messages over 10-25 MB, and base64 adds a third
+MAX_ATTACHMENT_BYTES = 7_000_000
 
 
 @dataclass(frozen=True)
@@ -335,6 +337,16 @@ def build_files(
     counts = status_counts(rows)
     sources = sources or Sources("", {}, CatalogSource("", "", None, None, None))
     return [reconciliation_csv(rows), reconciliation_xlsx(as_of, rows, counts, sources, dup_ids or [])]
+
+
+def attachable(files: Sequence[ExportFile], limit: int = MAX_ATTACHMENT_BYTES) -> list[ExportFile]:
+    """The files to attach to the finance mail: the workbook first, then the CSV, while they fit."""
+    chosen, total = [], 0
+    for export in sorted(files, key=lambda f: not f.name.endswith(".xlsx")):
+        if total + len(export.content) <= limit:
+            chosen.append(export)
+            total += len(export.content)
+    return chosen
 
 
 # --- GitLab Markdown -------------------------------------------------------------------------------
@@ -644,9 +656,16 @@ class SkuReconciliation:
             return
         shown = action_rows[:MAIL_LIST_LIMIT]
         more = len(action_rows) - len(shown)
+        attached = attachable(files)
+        attached_text = (
+            f"The files are attached ({', '.join(f.name for f in attached)})"
+            if attached
+            else "The files are too large to attach"
+        )
         where = (
-            f"The files are attached (reconciliation.xlsx, reconciliation.csv) and stored as {outcome.folder}/ in the "
-            "exports store" + (f": {browse}" if browse else "") + "."
+            f"{attached_text} and stored as {outcome.folder}/ in the exports store"
+            + (f": {browse}" if browse else "")
+            + "."
         )
         issue_line = f"Finance issue: {issue_url}" if issue_url else "No finance issue is open: nothing needs action."
         text_lines = [
@@ -705,7 +724,7 @@ class SkuReconciliation:
             + status_rows
             + "</table>"
             + issue_html
-            + "<p>The files are attached (reconciliation.xlsx, reconciliation.csv) and stored as "
+            + f"<p>{escape(attached_text)} and stored as "
             + f"{escape(outcome.folder)}/ in the exports store{browse_html}.</p>"
         )
         message = EmailMessage(policy=SMTP_POLICY)
@@ -715,7 +734,7 @@ class SkuReconciliation:
         message["To"] = self.config.finance_recipients
         message.set_content("\n".join(text_lines))
         message.add_alternative(body_html, subtype="html")
-        for export in files:
+        for export in attached:
             maintype, subtype = (
                 ("text", "csv")
                 if export.name.endswith(".csv")
