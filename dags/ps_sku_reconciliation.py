@@ -4,17 +4,22 @@
 Daily. Reads Zuora's `Product`, `ProductRatePlan`, `ProductRatePlanCharge` and
 `ProductRatePlanChargeTier` (SOAP API; one ZOQL query each, joined here) and `services.yml` from its
 GitLab repository (or a local file), and reconciles them as of the data interval's end date: one
-row per SKU and currency with a status (`duplicate_sku`, `no_sku`, `missing_in_zuora`,
-`missing_in_services_yml`, `retired_in_zuora`, `not_yet_effective`, `price_mismatch`,
-`name_mismatch`, `match`), every problem, and both sides' values.
+row per SKU, currency, services.yml entry and Zuora product, with a status (most severe first:
+`invalid_services_yml_entry`, `sku_needs_quotes`, `sku_spelling_differs`,
+`duplicate_services_yml_id`, `duplicate_sku`, `no_sku`, `incomplete_in_zuora`, `missing_in_zuora`,
+`missing_in_services_yml`, `retired_in_zuora`, `not_yet_effective`, `no_price_in_zuora`,
+`price_mismatch`, `name_mismatch`, `not_compared`, `match`; the README and the workbook's Summary
+sheet say what each means), an action naming the system to change (Zuora is upstream: services.yml
+follows Zuora; a SKU missing in Zuora needs a finance SKU request), and both sides' values.
 
-Writes `sku_reconciliation/<as_of>/` to the exports store: `reconciliation.csv`,
-`reconciliation.xlsx` (Summary, Problems, All rows), `manifest.json` and a `README.md` data
-dictionary. Mails finance the counts and paths, and keeps exactly one issue in the finance project
-current while anything is not a `match` (closed when all is reconciled, reopened if drift returns).
-The summary says which problems are new and which were resolved since the previous `as_of`.
-A YAML syntax error in services.yml fails the run with file, line and column; an unusable entry is
-reported by id and reason, the rest are reconciled, and the run fails at the end.
+Writes `sku_reconciliation/<as_of>/` to the exports store: `reconciliation.csv` (UTF-8 with BOM),
+`reconciliation.xlsx` (Summary, Needs action, All rows), `manifest.json` and a `README.md` data
+dictionary. Mails finance (text and HTML, both files attached, the finance issue linked) the rows
+that need action, and keeps exactly one issue in the finance project current while anything needs
+action (closed when nothing does, reopened if drift returns). The summary says which problems are
+new and which were resolved since the previous `as_of`. A YAML syntax error in services.yml fails
+the run with file, line and column and mails finance that nothing could be reconciled; an unusable
+entry is reported by id and reason, the rest are reconciled, and the run fails at the end.
 
 **Connections:** `zuora_default`, `gitlab_default` (services.yml and the finance issue), `ps_state`,
 `smtp_default`, and the exports connection.
@@ -22,7 +27,8 @@ reported by id and reason, the rest are reconciled, and the run fails at the end
 **Variables:** `ps_sku_reconciliation_config` (JSON, all optional): `services_yml_project`,
 `services_yml_path` (`data/services.yml`), `services_yml_ref` (`main`), `services_yml_local_path`
 (read a file instead of GitLab), `finance_project`, `finance_recipients`, `zuora_batch_size`
-(2000). Also `ps_exports_base`, `ps_exports_conn_id`, `ps_alert_recipients`.
+(2000), `exports_browse_url` (where finance opens the export folder in a browser; `{folder}` is
+replaced). Also `ps_exports_base`, `ps_exports_conn_id`, `ps_alert_recipients`.
 
 **Re-running and backfilling:** safe. A run recomputes and overwrites its `as_of` folder; the same
 inputs give byte-identical data files. The finance mail goes once per `as_of` and content; the

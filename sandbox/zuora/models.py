@@ -7,6 +7,7 @@ real WSDL's types. Not implemented: the other ~60 zObject types, ``create``/``up
 
 from __future__ import annotations
 
+import random
 import re
 import secrets
 import threading
@@ -53,6 +54,10 @@ class ZuoraBackend:
         self.locators: dict[str, Locator] = {}
         self.locator_ttl: float = LOCATOR_TTL_SECONDS
         self.concurrency_limit = 20
+        # Zuora promises no record order (ZOQL has no ORDER BY): each query answers in a different,
+        # seeded random order, so a client that depends on the order fails its tests
+        self.record_order_seed = 0
+        self.queries = 0
 
     def load(self, seed: dict[str, Any]) -> None:
         from sandbox.zuora.seed import build_catalog
@@ -63,6 +68,8 @@ class ZuoraBackend:
             self.locators.clear()
             self.locator_ttl = float(seed.get("locator_ttl_seconds", LOCATOR_TTL_SECONDS))
             self.concurrency_limit = int(seed.get("concurrency_limit", 20))
+            self.record_order_seed = int(seed.get("record_order_seed", 0))
+            self.queries = 0
             for zobject, rows in build_catalog(seed).items():
                 for row in rows:
                     self.records[zobject][row["Id"]] = row
@@ -106,6 +113,8 @@ class ZuoraBackend:
         with self.lock:
             rows = [row for row in self.records[zobject].values() if self._matches(row, parsed.where, types)]
             rows.sort(key=lambda row: row["Id"])
+            self.queries += 1
+            random.Random(f"{self.record_order_seed}:{self.queries}").shuffle(rows)
             selected = [
                 {"Id": row["Id"], **{field: row.get(field) for field in fields if field != "Id"}} for row in rows
             ]

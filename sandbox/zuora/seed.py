@@ -5,6 +5,7 @@ Section format (all keys optional)::
     zuora:
       users: [{username, password}]
       locator_ttl_seconds: 900
+      record_order_seed: 0         # query answers come in a random order drawn from this seed
       concurrency_limit: 20        # concurrent requests before 429 REQUEST_EXCEEDED_LIMIT
       catalog: services_yml        # build the catalog from the real services.yml (default)
       generate_products: 0         # or N synthetic products (3 rate plans each) for benchmarks
@@ -21,7 +22,13 @@ every third product also has an EUR plan. The drift finance must see:
 - a SKU only in Zuora (``PS-ZUORA-ONLY``);
 - two products sharing a SKU (the 8th SKU appears twice);
 - a product with no rate plan (the 9th SKU);
-- a SKU services.yml offers that Zuora does not have (the 10th).
+- a SKU services.yml offers that Zuora does not have (the 10th);
+- an incomplete price record: the 11th SKU's USD tier has no Price;
+- a price record without a currency: the 12th SKU has a second rate plan whose tier has no Currency;
+- a SKU spelled in another case in Zuora (the 13th SKU, lower case);
+- the duplicated 8th SKU's second product is priced 5% higher, so both prices must show.
+
+Records are answered in a seeded random order (``record_order_seed``), as real Zuora promises no order.
 """
 
 from __future__ import annotations
@@ -143,11 +150,12 @@ def _from_services(catalog: dict[str, list[dict[str, Any]]]) -> None:
             prices = {}  # a product nobody gave a rate plan
         if index == 9:
             continue  # offered in services.yml, never set up in Zuora
-        add_product(
+        sku = entry["sku"].lower() if index == 12 else entry["sku"]  # spelled in another case in Zuora
+        product_id = add_product(
             catalog,
             entry["sku"],
             name,
-            entry["sku"],
+            sku,
             entry.get("category"),
             prices,
             start,
@@ -155,11 +163,34 @@ def _from_services(catalog: dict[str, list[dict[str, Any]]]) -> None:
             entry.get("short_desc"),
         )
         if index == 7:
+            higher = (usd * Decimal("1.05")).quantize(Decimal("1"))
             add_product(
-                catalog, f"{entry['sku']}-dup", f"{name} (duplicate)", entry["sku"], entry.get("category"), {"USD": usd}
+                catalog,
+                f"{entry['sku']}-dup",
+                f"{name} (duplicate)",
+                entry["sku"],
+                entry.get("category"),
+                {"USD": higher},
             )
+        if index == 10:
+            catalog["ProductRatePlanChargeTier"][-1]["Price"] = None  # a USD tier nobody priced
+        if index == 11:
+            _plan_without_currency(catalog, entry["sku"], product_id)
     add_product(
         catalog, "zuora-only", "Legacy Advisory Retainer", "PS-ZUORA-ONLY", "Consulting", {"USD": Decimal(12000)}
+    )
+
+
+def _plan_without_currency(catalog: dict[str, list[dict[str, Any]]], key: str, product_id: str) -> None:
+    plan_id, charge_id = zuora_id("plan", key, "promo"), zuora_id("charge", key, "promo")
+    catalog["ProductRatePlan"].append(
+        {"Id": plan_id, "ProductId": product_id, "Name": "Promo", "EffectiveStartDate": START, "EffectiveEndDate": END}
+    )
+    catalog["ProductRatePlanCharge"].append(
+        {"Id": charge_id, "ProductRatePlanId": plan_id, "Name": "Promo", "ChargeModel": "Flat Fee Pricing"}
+    )
+    catalog["ProductRatePlanChargeTier"].append(
+        {"Id": zuora_id("tier", key, "promo"), "ProductRatePlanChargeId": charge_id, "Price": Decimal(500), "Tier": 1}
     )
 
 

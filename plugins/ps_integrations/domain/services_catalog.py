@@ -5,6 +5,10 @@ strings (``"$14,400"``), entries without a price, a ``sku: #TODO`` that YAML rea
 entries without a ``sku`` key, and an ``id`` used twice. Entries are validated with pydantic;
 a YAML syntax error stops everything (``CatalogSyntaxError`` with file, line and column); an entry
 that cannot be used is reported by id and reason (``InvalidEntry``) and the rest go on.
+
+Positions are the ones a person editing the file sees: an entry written as an alias (``- *base``)
+is at the alias's line, not the anchor's; an unquoted SKU that YAML turns into something else
+(``0755`` -> 493, ``12:30`` -> 750, ``NO`` -> false) keeps the text as written and says where it is.
 """
 
 from __future__ import annotations
@@ -76,6 +80,18 @@ class ServiceEntry(BaseModel):
     price: Decimal | None = None
     currency: str = DEFAULT_CURRENCY
     line: int | None = None
+    # the SKU exactly as written (surrounding spaces and case kept), and where its value starts
+    raw_sku: str | None = None
+    sku_line: int | None = None
+    sku_column: int | None = None
+    # set when YAML read an unquoted SKU as another type: what it became, e.g. "the number 493"
+    sku_coerced_to: str | None = None
+    alias_of_line: int | None = None
+
+    @property
+    def written_sku(self) -> str:
+        """The SKU as written in the file (spaces and case kept); "" when there is none."""
+        return self.raw_sku if self.raw_sku is not None else (self.sku or "")
 
     @field_validator("id", "name", "category", mode="before")
     @classmethod
@@ -91,18 +107,76 @@ class ServiceEntry(BaseModel):
         return text or None
 
     @classmethod
-    def from_yaml(cls, raw: dict[str, Any], line: int | None) -> ServiceEntry:
+    def from_yaml(cls, raw: dict[str, Any], line: int | None, sku: SkuText | None = None) -> ServiceEntry:
         amount, stated = parse_price(raw.get("price"))
         currency = str(raw.get("currency") or stated or DEFAULT_CURRENCY).upper()
+        written = sku.text if sku is not None else raw.get("sku")
         return cls(
             id=raw.get("id"),  # type: ignore[arg-type]
             name=raw.get("name") or "",
-            sku=raw.get("sku"),
+            sku=written,
             category=raw.get("category"),
             price=amount,
             currency=currency,
             line=line,
+            raw_sku=None if written is None else str(written),
+            sku_line=sku.line if sku else None,
+            sku_column=sku.column if sku else None,
+            sku_coerced_to=sku.coerced_to if sku else None,
         )
+
+
+@dataclass(frozen=True)
+class SkuText:
+    """The ``sku`` value of an entry as written in the file."""
+
+    text: str | None
+    line: int
+    column: int
+    coerced_to: str | None
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    return f"the {type(value).__name__} {value}"
+
+
+def _sku_text(node: yaml.Node, value: Any) -> SkuText | None:
+    """The sku as written: a plain scalar YAML resolved to a non-string keeps its source text."""
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for key, value_node in node.value:
+        if isinstance(key, yaml.ScalarNode) and key.value == "sku" and isinstance(value_node, yaml.ScalarNode):
+            line, column = value_node.start_mark.line + 1, value_node.start_mark.column + 1
+            if value_node.tag == "tag:yaml.org,2002:null":
+                return SkuText(None, line, column, None)
+            coerced = None
+            if value_node.tag != "tag:yaml.org,2002:str" and str(value) != value_node.value:
+                coerced = _describe_value(value)
+            return SkuText(value_node.value, line, column, coerced)
+    return None
+
+
+class _PositionLoader(yaml.SafeLoader):
+    """SafeLoader that remembers where each top-level item starts as written (aliases included)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+        self.item_marks: list[tuple[int, bool]] = []  # (line, is an alias)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth == 2:
+                event = self.peek_event()
+                self.item_marks.append((event.start_mark.line + 1, isinstance(event, yaml.AliasEvent)))
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 @dataclass(frozen=True)
@@ -113,28 +187,35 @@ class Catalog:
 
 def parse_services_yml(text: str, source: str = "services.yml") -> Catalog:
     """Parse and validate; raises ``CatalogSyntaxError`` for YAML that does not parse."""
+    loader = _PositionLoader(text)
     try:
-        document = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        document = loader.get_single_node()
+        data = loader.construct_document(document) if document is not None else None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         raise CatalogSyntaxError(
             source, mark.line + 1 if mark else 0, mark.column + 1 if mark else 0, str(error.problem or error.context)
         ) from None
+    finally:
+        loader.dispose()
     if data is None:
         return Catalog((), ())
     if not isinstance(data, list):
         raise CatalogSyntaxError(source, 1, 1, "the catalog must be a list of entries")
-    lines = [node.start_mark.line + 1 for node in document.value] if document is not None else []
+    nodes = document.value if isinstance(document, yaml.SequenceNode) else []
     entries, invalid = [], []
     for position, raw in enumerate(data):
-        line: int | None = lines[position] if position < len(lines) else None
+        line, is_alias = loader.item_marks[position] if position < len(loader.item_marks) else (None, False)
         if not isinstance(raw, dict):
             invalid.append(InvalidEntry(f"#{position + 1}", line, f"not a mapping but {type(raw).__name__}"))
             continue
         entry_id = str(raw.get("id") or f"#{position + 1}")
+        node = nodes[position] if position < len(nodes) else None
         try:
-            entries.append(ServiceEntry.from_yaml(raw, line))
+            entry = ServiceEntry.from_yaml(raw, line, _sku_text(node, raw.get("sku")) if node is not None else None)
+            if is_alias and node is not None:
+                entry = entry.model_copy(update={"alias_of_line": node.start_mark.line + 1})
+            entries.append(entry)
         except (ValidationError, ValueError) as error:
             invalid.append(InvalidEntry(entry_id, line, _reason(error)))
     return Catalog(tuple(entries), tuple(invalid))

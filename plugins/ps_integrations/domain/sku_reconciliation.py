@@ -1,46 +1,170 @@
 """SKU reconciliation: the Zuora product catalog against services.yml. Pure: data in, rows out.
 
-ZOQL has no joins, so the four Zuora objects arrive as separate record lists and are joined here
-(pandas). A product or rate plan is active on ``as_of`` when start <= as_of < end. Output: one row
-per SKU and currency (entries without a SKU: one row per services.yml id) with a primary status,
-every problem found, and both sides' values so finance can act without opening either system.
+ZOQL has no joins, so the four Zuora objects arrive as separate record lists and are joined here.
+A product or rate plan is active on ``as_of`` when start <= as_of < end. Output: one row per SKU,
+currency, services.yml entry and Zuora product (so two products on one SKU show both prices, one
+value per cell), with a primary status, every problem found, an action saying which system to
+change (Zuora is upstream: services.yml follows Zuora; a SKU Zuora lacks needs a finance SKU
+request), and both sides' values. Every output is independent of the order records arrive in:
+Zuora promises no order, so everything is sorted on ids before it is used.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
-from ps_integrations.domain.services_catalog import ServiceEntry
+from ps_integrations.domain.services_catalog import InvalidEntry, ServiceEntry
 
 # Most severe first; a row's status is the most severe of its problems.
 STATUSES = (
+    "invalid_services_yml_entry",
+    "sku_needs_quotes",
+    "sku_spelling_differs",
+    "duplicate_services_yml_id",
     "duplicate_sku",
     "no_sku",
+    "incomplete_in_zuora",
     "missing_in_zuora",
     "missing_in_services_yml",
     "retired_in_zuora",
     "not_yet_effective",
+    "no_price_in_zuora",
     "price_mismatch",
     "name_mismatch",
+    "not_compared",
     "match",
 )
 SEVERITY = {status: rank for rank, status in enumerate(STATUSES)}
+# statuses that need nobody to do anything
+NO_ACTION = frozenset({"not_compared", "match"})
+
+GLOSSARY = {
+    "invalid_services_yml_entry": "A services.yml entry that cannot be read (e.g. a price that is not an amount). "
+    "Fix the entry in services.yml.",
+    "sku_needs_quotes": "An unquoted SKU in services.yml that YAML reads as something else (0755 becomes 493, "
+    "12:30 becomes 750, NO becomes false). Put the SKU in quotes in services.yml.",
+    "sku_spelling_differs": "The same SKU written differently (surrounding spaces or upper/lower case) in "
+    "services.yml and Zuora, or twice within one of them. Nothing is merged: every spelling is quoted with where "
+    "it comes from. services.yml follows Zuora's spelling.",
+    "duplicate_services_yml_id": "One services.yml id is used by more than one entry. Give each entry its own id.",
+    "duplicate_sku": "One SKU on more than one services.yml entry or more than one Zuora product. Each is listed "
+    "on its own row with its own price.",
+    "no_sku": "A services.yml entry without a SKU: it cannot be matched to Zuora.",
+    "incomplete_in_zuora": "A Zuora price record (ProductRatePlanChargeTier) of an active rate plan without a "
+    "price or currency; the record ids and the missing field are named. Finance completes it in Zuora.",
+    "missing_in_zuora": "services.yml offers a SKU that Zuora does not have. Finance creates it through a SKU "
+    "request (or services.yml drops it if it is no longer sold).",
+    "missing_in_services_yml": "A SKU in Zuora (active or starting later) that services.yml does not list. "
+    "services.yml adds it.",
+    "retired_in_zuora": "services.yml offers a product whose Zuora product has ended.",
+    "not_yet_effective": "services.yml offers a product whose Zuora product starts after the as_of date.",
+    "no_price_in_zuora": "The Zuora product is active but has no active price in this currency.",
+    "price_mismatch": "Both sides have a price in this currency and they differ. services.yml follows Zuora.",
+    "name_mismatch": "The names differ (ignoring case and spacing). services.yml follows Zuora.",
+    "not_compared": "Zuora has a price in this currency but services.yml has no price in it (e.g. Zuora's EUR "
+    "price when services.yml lists only USD): nothing to compare, nothing to do.",
+    "match": "SKU, name and price agree.",
+}
+
+
+ROW_KEYS = (
+    "sku",
+    "currency",
+    "status",
+    "action",
+    "services_yml_price",
+    "zuora_price",
+    "difference",
+    "problems",
+    "details",
+    "services_yml_id",
+    "services_yml_name",
+    "services_yml_category",
+    "services_yml_line",
+    "zuora_product_id",
+    "zuora_name",
+    "zuora_effective_start",
+    "zuora_effective_end",
+    "zuora_rate_plan_id",
+    "zuora_rate_plans",
+)
+
+
+class Row:
+    """One reconciliation row, read like a mapping (``row["status"]``). Slots, not a dict: at
+    30,000 rows a dict per row was most of the job's memory."""
+
+    __slots__ = ROW_KEYS
+
+    def __init__(self, **values: Any) -> None:
+        for key in ROW_KEYS:
+            setattr(self, key, values[key])
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        setattr(self, key, value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Row) and all(self[key] == other[key] for key in ROW_KEYS)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: self[key] for key in ROW_KEYS}
+
+    def __repr__(self) -> str:
+        return f"Row({self.as_dict()!r})"
+
+
+@lru_cache(maxsize=4096)
+def _iso(day: date | None) -> str:
+    """ISO text of a date, one string object per date (rows repeat the same few dates)."""
+    return day.isoformat() if day else ""
+
+
+@dataclass(frozen=True)
+class ZuoraPrice:
+    amount: Decimal
+    rate_plan_id: str
+    tier_id: str
+
+
+@dataclass(frozen=True)
+class IncompleteRecord:
+    """A first-tier price record of an active rate plan that lacks a price or a currency."""
+
+    tier_id: str
+    charge_id: str
+    rate_plan_id: str
+    missing: str  # "Price", "Currency" or "Price and Currency"
+    currency: str | None
+
+    def describe(self) -> str:
+        return (
+            f"Zuora ProductRatePlanChargeTier {self.tier_id} (charge {self.charge_id}, rate plan "
+            f"{self.rate_plan_id}) has no {self.missing}"
+        )
 
 
 @dataclass(frozen=True)
 class ZuoraProduct:
     id: str
     name: str
-    sku: str | None
+    sku: str | None  # exactly as Zuora returns it
     start: date | None
     end: date | None
-    # currency -> first-tier prices of the product's rate plans active on as_of
-    active_prices: dict[str, tuple[Decimal, ...]]
+    # currency -> first-tier prices of the product's rate plans active on as_of, by amount and id
+    active_prices: dict[str, tuple[ZuoraPrice, ...]]
     rate_plans: int
+    incomplete: tuple[IncompleteRecord, ...] = ()
 
 
 def _as_date(value: Any) -> date | None:
@@ -55,151 +179,468 @@ def _active(start: date | None, end: date | None, as_of: date) -> bool:
     return (start is None or start <= as_of) and (end is None or as_of < end)
 
 
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _amount(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def _first_tier(tier: Any) -> bool:
+    if tier is None or tier == "":
+        return True
+    try:
+        return Decimal(str(tier)) == 1
+    except InvalidOperation:
+        return False
+
+
 def join_zuora_catalog(
-    products: list[dict[str, Any]],
-    plans: list[dict[str, Any]],
-    charges: list[dict[str, Any]],
-    tiers: list[dict[str, Any]],
+    products: Iterable[dict[str, Any]],
+    plans: Iterable[dict[str, Any]],
+    charges: Iterable[dict[str, Any]],
+    tiers: Iterable[dict[str, Any]],
     as_of: date,
 ) -> list[ZuoraProduct]:
-    """Products with the first-tier price of each active rate plan, by currency."""
-    import pandas as pd
+    """Products (by id) with the first-tier prices of their active rate plans, by currency."""
+    plan_count: dict[str, int] = defaultdict(int)
+    active_plan_product: dict[str, str] = {}
+    for plan in plans:
+        product_id = _text(plan.get("ProductId"))
+        plan_count[product_id] += 1
+        if _active(_as_date(plan.get("EffectiveStartDate")), _as_date(plan.get("EffectiveEndDate")), as_of):
+            active_plan_product[_text(plan.get("Id"))] = product_id
+    charge_plan = {_text(charge.get("Id")): _text(charge.get("ProductRatePlanId")) for charge in charges}
+    prices: dict[str, dict[str, list[ZuoraPrice]]] = defaultdict(lambda: defaultdict(list))
+    incomplete: dict[str, list[IncompleteRecord]] = defaultdict(list)
+    for tier in tiers:
+        if not _first_tier(tier.get("Tier")):
+            continue
+        charge_id = _text(tier.get("ProductRatePlanChargeId"))
+        plan_id = charge_plan.get(charge_id)
+        owner = active_plan_product.get(plan_id) if plan_id is not None else None
+        if owner is None or plan_id is None:
+            continue
+        currency: str | None = _text(tier.get("Currency")).strip().upper() or None
+        amount = _amount(tier.get("Price"))
+        tier_id = _text(tier.get("Id"))
+        if currency is None or amount is None:
+            missing = " and ".join(name for name, value in (("Price", amount), ("Currency", currency)) if value is None)
+            incomplete[owner].append(IncompleteRecord(tier_id, charge_id, plan_id, missing, currency))
+            continue
+        prices[owner][currency].append(ZuoraPrice(amount, plan_id, tier_id))
+    joined = []
+    for product in products:
+        product_id = _text(product.get("Id"))
+        sku = product.get("SKU")
+        joined.append(
+            ZuoraProduct(
+                id=product_id,
+                name=_text(product.get("Name")),
+                sku=None if sku is None or not str(sku).strip() else str(sku),
+                start=_as_date(product.get("EffectiveStartDate")),
+                end=_as_date(product.get("EffectiveEndDate")),
+                active_prices={
+                    currency: tuple(sorted(values, key=lambda p: (p.amount, p.rate_plan_id, p.tier_id)))
+                    for currency, values in sorted(prices.get(product_id, {}).items())
+                },
+                rate_plans=plan_count.get(product_id, 0),
+                incomplete=tuple(sorted(incomplete.get(product_id, ()), key=lambda r: (r.tier_id, r.missing))),
+            )
+        )
+    return sorted(joined, key=lambda p: p.id)
 
-    plan_frame = pd.DataFrame(plans, columns=["Id", "ProductId", "EffectiveStartDate", "EffectiveEndDate"])
-    charge_frame = pd.DataFrame(charges, columns=["Id", "ProductRatePlanId"])
-    tier_frame = pd.DataFrame(tiers, columns=["Id", "ProductRatePlanChargeId", "Currency", "Price", "Tier"])
-    plan_count = plan_frame.groupby("ProductId").size().to_dict() if len(plan_frame) else {}
-    day = pd.Timestamp(as_of)
-    starts = pd.to_datetime(plan_frame["EffectiveStartDate"].astype("string").str[:10], errors="coerce")
-    ends = pd.to_datetime(plan_frame["EffectiveEndDate"].astype("string").str[:10], errors="coerce")
-    active_plans = plan_frame[(starts.isna() | (starts <= day)) & (ends.isna() | (day < ends))]
-    first_tiers = tier_frame[(tier_frame["Tier"].isna()) | (tier_frame["Tier"].astype("float") == 1)]
-    joined = (
-        active_plans[["Id", "ProductId"]]
-        .rename(columns={"Id": "PlanId"})
-        .merge(charge_frame.rename(columns={"Id": "ChargeId", "ProductRatePlanId": "PlanId"}), on="PlanId")
-        .merge(
-            first_tiers.rename(columns={"ProductRatePlanChargeId": "ChargeId"})[["ChargeId", "Currency", "Price"]],
-            on="ChargeId",
-        )
-    )
-    prices: dict[str, dict[str, set[Decimal]]] = defaultdict(lambda: defaultdict(set))
-    for product_id, currency, price in zip(joined["ProductId"], joined["Currency"], joined["Price"], strict=True):
-        if currency and price is not None:
-            prices[product_id][str(currency)].add(Decimal(str(price)))
-    return [
-        ZuoraProduct(
-            id=str(product["Id"]),
-            name=str(product.get("Name") or ""),
-            sku=(str(product["SKU"]).strip() or None) if product.get("SKU") else None,
-            start=_as_date(product.get("EffectiveStartDate")),
-            end=_as_date(product.get("EffectiveEndDate")),
-            active_prices={
-                currency: tuple(sorted(values))
-                for currency, values in sorted(prices.get(str(product["Id"]), {}).items())
-            },
-            rate_plans=int(plan_count.get(product["Id"], 0)),
-        )
-        for product in products
-    ]
+
+# --- reconciling ------------------------------------------------------------------------------------
+
+
+def sku_key(sku: str) -> str:
+    """What two spellings of one SKU have in common: no surrounding spaces, case folded."""
+    return sku.strip().casefold()
 
 
 def _same_name(left: str, right: str) -> bool:
     return " ".join(left.split()).casefold() == " ".join(right.split()).casefold()
 
 
-def _money(value: Decimal | None) -> str:
-    return "" if value is None else format(value.quantize(Decimal("0.01")), "f")
+def money(value: Decimal | None) -> str:
+    """A price as text: two decimals, or every decimal when it has more (never rounded away)."""
+    if value is None:
+        return ""
+    cents = value.quantize(Decimal("0.01"))
+    return format(cents if cents == value else value.normalize(), "f")
 
 
-def reconcile(entries: list[ServiceEntry], zuora: list[ZuoraProduct], as_of: date) -> list[dict[str, Any]]:
-    """The reconciliation rows, sorted by SKU (or id) and currency."""
-    by_sku: dict[str, list[ServiceEntry]] = defaultdict(list)
-    rows: list[dict[str, Any]] = []
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', '\\"') + '"'
+
+
+def _entry_where(entry: ServiceEntry) -> str:
+    return f"services.yml id {entry.id}" + (f", line {entry.line}" if entry.line else "")
+
+
+@dataclass(frozen=True)
+class _Context:
+    as_of: date
+    duplicated_ids: dict[str, tuple[ServiceEntry, ...]]
+    # one string object per distinct text: notes like "services.yml's price is in USD, not EUR" repeat
+    texts: dict[str, str]
+
+
+def reconcile(
+    entries: Sequence[ServiceEntry],
+    zuora: Sequence[ZuoraProduct],
+    as_of: date,
+    invalid: Sequence[InvalidEntry] = (),
+) -> list[Row]:
+    """The reconciliation rows, most severe first, then by SKU, currency and ids."""
+    entries = sorted(entries, key=lambda e: (e.line or 0, e.id, e.written_sku))
+    by_id: dict[str, list[ServiceEntry]] = defaultdict(list)
+    for entry in entries:
+        by_id[entry.id].append(entry)
+    context = _Context(as_of, {key: tuple(group) for key, group in by_id.items() if len(group) > 1}, {})
+    rows = [_invalid_row(item) for item in invalid]
+    service_groups: dict[str, list[ServiceEntry]] = defaultdict(list)
     for entry in entries:
         if entry.sku:
-            by_sku[entry.sku].append(entry)
+            service_groups[sku_key(entry.sku)].append(entry)
         else:
-            rows.append(_row(None, entry.currency, [entry], [], ["no_sku"], as_of))
-    products_by_sku: dict[str, list[ZuoraProduct]] = defaultdict(list)
-    for product in zuora:
+            rows.append(_row(context, entry.currency, entry, None, ["no_sku"], [], None, False))
+    product_groups: dict[str, list[ZuoraProduct]] = defaultdict(list)
+    for product in sorted(zuora, key=lambda p: p.id):
         if product.sku:
-            products_by_sku[product.sku].append(product)
-    for sku in sorted(set(by_sku) | set(products_by_sku)):
-        service = by_sku.get(sku, [])
-        products = products_by_sku.get(sku, [])
-        live = [p for p in products if _active(p.start, p.end, as_of)]
-        future = [p for p in products if p.start is not None and p.start > as_of]
-        retired = [p for p in products if p.end is not None and p.end <= as_of]
-        currencies = {entry.currency for entry in service} | {c for p in live for c in p.active_prices}
-        for currency in sorted(currencies or {"USD"}):
-            problems = []
-            if len(service) > 1 or len(products) > 1:
-                problems.append("duplicate_sku")
-            if service and not products:
-                problems.append("missing_in_zuora")
-            if products and not service:
-                if live or future:
-                    problems.append("missing_in_services_yml")
-                else:
-                    continue  # retired in Zuora and not offered: nothing for finance to do
-            if service and products and not live and not future and retired:
-                problems.append("retired_in_zuora")
-            if service and products and not live and future:
-                problems.append("not_yet_effective")
-            priced = [entry for entry in service if entry.price is not None and entry.currency == currency]
-            if priced and products:
-                offered = {price for p in live for price in p.active_prices.get(currency, ())}
-                if live and any(entry.price not in offered for entry in priced):
-                    problems.append("price_mismatch")
-            if service and live and not any(_same_name(entry.name, p.name) for entry in service for p in live):
-                problems.append("name_mismatch")
-            rows.append(_row(sku, currency, service, products, problems, as_of))
-    return sorted(rows, key=lambda row: (row["sku"] or "", row["services_yml_id"], row["currency"]))
+            product_groups[sku_key(product.sku)].append(product)
+    for key in sorted(set(service_groups) | set(product_groups)):
+        rows.extend(_group_rows(context, service_groups.get(key, []), product_groups.get(key, [])))
+    return sorted(rows, key=sort_key)
+
+
+def sort_key(row: Row) -> tuple:
+    return (
+        SEVERITY[row["status"]],
+        sku_key(row["sku"]),
+        row["sku"],
+        row["currency"],
+        row["services_yml_id"],
+        row["services_yml_line"] or 0,
+        row["zuora_product_id"],
+    )
+
+
+def _spellings(service: list[ServiceEntry], products: list[ZuoraProduct]) -> list[str]:
+    """Every spelling of the group's SKU with where it comes from, when there is more than one."""
+    written = {entry.written_sku for entry in service} | {product.sku or "" for product in products}
+    if len(written) < 2:
+        return []
+    places = [
+        f"{_quote(entry.written_sku)} in services.yml (id {entry.id}"
+        + (f", line {entry.sku_line or entry.line}" if entry.sku_line or entry.line else "")
+        + (f", column {entry.sku_column}" if entry.sku_column else "")
+        + ")"
+        for entry in service
+    ] + [f"{_quote(product.sku or '')} in Zuora (product {product.id})" for product in products]
+    return places
+
+
+def _group_rows(context: _Context, service: list[ServiceEntry], products: list[ZuoraProduct]) -> list[Row]:
+    spellings = _spellings(service, products)
+    rows = []
+    group_problems = []
+    if spellings:
+        group_problems.append("sku_spelling_differs")
+    if len(service) > 1 or len(products) > 1:
+        group_problems.append("duplicate_sku")
+    service_side: list[ServiceEntry | None] = list(service) or [None]
+    zuora_side: list[ZuoraProduct | None] = list(products) or [None]
+    for entry in service_side:
+        for product in zuora_side:
+            if entry is None and product is not None and not _offered(product, context.as_of):
+                continue  # retired in Zuora and not in services.yml: nothing for anyone to do
+            for currency in _currencies(entry, product, context.as_of):
+                problems = list(group_problems)
+                notes = []
+                if spellings:
+                    notes.append("SKU written differently: " + "; ".join(spellings))
+                if len(service) > 1 or len(products) > 1:
+                    notes.append(_duplicate_note(service, products, currency))
+                rows.append(_row(context, currency, entry, product, problems, notes, spellings, len(products) > 1))
+    return rows
+
+
+def _offered(product: ZuoraProduct, as_of: date) -> bool:
+    return _active(product.start, product.end, as_of) or (product.start is not None and product.start > as_of)
+
+
+def _currencies(entry: ServiceEntry | None, product: ZuoraProduct | None, as_of: date) -> list[str]:
+    found = set()
+    if entry is not None:
+        found.add(entry.currency)
+    if product is not None:
+        if _active(product.start, product.end, as_of):
+            found.update(product.active_prices)
+        found.update(record.currency for record in product.incomplete if record.currency)
+    return sorted(found) or [""]
+
+
+def _duplicate_note(service: list[ServiceEntry], products: list[ZuoraProduct], currency: str) -> str:
+    parts = []
+    if len(service) > 1:
+        parts.append(
+            f"{len(service)} services.yml entries: "
+            + "; ".join(
+                f"{_entry_where(e)} ({money(e.price) + ' ' + e.currency if e.price is not None else 'no price'})"
+                for e in service
+            )
+        )
+    if len(products) > 1:
+        parts.append(
+            f"{len(products)} Zuora products: "
+            + "; ".join(
+                f"{p.id} {_quote(p.name)} ("
+                + (", ".join(money(price.amount) for price in p.active_prices.get(currency, ())) or "no price")
+                + (f" {currency})" if p.active_prices.get(currency) else ")")
+                for p in products
+            )
+        )
+    return "SKU used by " + " and ".join(parts)
 
 
 def _row(
-    sku: str | None,
+    context: _Context,
     currency: str,
-    service: list[ServiceEntry],
-    products: list[ZuoraProduct],
+    entry: ServiceEntry | None,
+    product: ZuoraProduct | None,
     problems: list[str],
-    as_of: date,
-) -> dict[str, Any]:
+    notes: list[str],
+    spellings: list[str] | None,
+    several_products: bool,
+) -> Row:
+    as_of = context.as_of
+    problems = list(problems)
+    notes = list(notes)
+    service_price = entry.price if entry is not None and entry.currency == currency else None
+    offered: tuple[ZuoraPrice, ...] = ()
+    shown: ZuoraPrice | None = None
+    if entry is not None and entry.sku_coerced_to:
+        problems.append("sku_needs_quotes")
+        notes.insert(
+            0,
+            f"services.yml line {entry.sku_line}, column {entry.sku_column}: the unquoted SKU {entry.raw_sku} is "
+            f"read by YAML as {entry.sku_coerced_to}; it was reconciled as the text {_quote(entry.written_sku)}",
+        )
+    if entry is not None and entry.id in context.duplicated_ids:
+        problems.append("duplicate_services_yml_id")
+        notes.append(_duplicate_id_note(context.duplicated_ids[entry.id]))
+    incomplete: list[IncompleteRecord] = []
+    if product is not None:
+        incomplete = [r for r in product.incomplete if r.currency in (None, currency)]
+        if incomplete:
+            problems.append("incomplete_in_zuora")
+            notes.extend(record.describe() for record in incomplete)
+    if entry is not None and product is None:
+        problems.append("missing_in_zuora")
+    if product is not None and entry is None:
+        problems.append("missing_in_services_yml")
+    if product is not None:
+        live = _active(product.start, product.end, as_of)
+        offered = product.active_prices.get(currency, ()) if live else ()
+        shown = offered[0] if len(offered) == 1 else None
+        if entry is not None and product.end is not None and product.end <= as_of:
+            problems.append("retired_in_zuora")
+            notes.append(f"Zuora product {product.id} ended on {product.end.isoformat()}")
+        if entry is not None and product.start is not None and product.start > as_of:
+            problems.append("not_yet_effective")
+            notes.append(f"Zuora product {product.id} starts on {product.start.isoformat()}")
+        if entry is not None and live:
+            if len(offered) > 1:
+                notes.append(
+                    f"Zuora product {product.id} has {len(offered)} active {currency} prices: "
+                    + ", ".join(f"{money(p.amount)} (rate plan {p.rate_plan_id})" for p in offered)
+                )
+            if not offered:
+                if not incomplete and (service_price is not None or entry.price is None):
+                    problems.append("no_price_in_zuora")
+                    notes.append(f"Zuora product {product.id} has no active {currency} price")
+            elif service_price is None:
+                problems.append("not_compared")
+                notes.append(
+                    "services.yml states no price"
+                    if entry.price is None
+                    else f"services.yml's price is in {entry.currency}, not {currency}"
+                )
+            else:
+                same = [p for p in offered if p.amount == service_price]
+                if same:
+                    shown = same[0]
+                else:
+                    problems.append("price_mismatch")
+            if not _same_name(entry.name, product.name):
+                problems.append("name_mismatch")
     ordered = sorted(set(problems), key=SEVERITY.__getitem__)
-    live = [p for p in products if _active(p.start, p.end, as_of)]
-    prices = sorted({price for p in live for price in p.active_prices.get(currency, ())})
-    return {
-        "sku": sku or "",
-        "currency": currency,
-        "status": ordered[0] if ordered else "match",
-        "problems": "; ".join(ordered),
-        "services_yml_id": "; ".join(entry.id for entry in service),
-        "services_yml_name": "; ".join(entry.name for entry in service),
-        "services_yml_category": "; ".join(sorted({entry.category or "" for entry in service} - {""})),
-        "services_yml_price": "; ".join(
-            _money(entry.price) for entry in service if entry.currency == currency and entry.price is not None
-        ),
-        "zuora_product_id": "; ".join(p.id for p in products),
-        "zuora_name": "; ".join(p.name for p in products),
-        "zuora_active_prices": "; ".join(_money(price) for price in prices),
-        "zuora_effective_start": "; ".join(p.start.isoformat() if p.start else "" for p in products),
-        "zuora_effective_end": "; ".join(p.end.isoformat() if p.end else "" for p in products),
-        "zuora_rate_plans": sum(p.rate_plans for p in products),
-    }
+    status = ordered[0] if ordered else "match"
+    sku = (product.sku if product is not None else entry.written_sku if entry is not None else None) or ""
+    difference = service_price - shown.amount if service_price is not None and shown is not None else None
+    row = Row(
+        **{
+            "sku": sku,
+            "currency": currency,
+            "status": status,
+            "action": "",
+            "services_yml_price": service_price,
+            "zuora_price": shown.amount if shown is not None else None,
+            "difference": difference,
+            "problems": "; ".join(ordered) if len(ordered) > 1 else status,
+            "details": context.texts.setdefault(details, details) if (details := "; ".join(notes)) else "",
+            "services_yml_id": entry.id if entry is not None else "",
+            "services_yml_name": entry.name if entry is not None else "",
+            "services_yml_category": (entry.category or "") if entry is not None else "",
+            "services_yml_line": entry.line if entry is not None else None,
+            "zuora_product_id": product.id if product is not None else "",
+            "zuora_name": product.name if product is not None else "",
+            "zuora_effective_start": _iso(product.start) if product is not None else "",
+            "zuora_effective_end": _iso(product.end) if product is not None else "",
+            "zuora_rate_plan_id": shown.rate_plan_id if shown is not None else "",
+            "zuora_rate_plans": product.rate_plans if product is not None else None,
+        }
+    )
+    row["action"] = action_for(row, entry, product, offered, incomplete, several_products)
+    return row
 
 
-def status_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+def _duplicate_id_note(group: tuple[ServiceEntry, ...]) -> str:
+    places = []
+    for entry in group:
+        place = f"line {entry.line}" if entry.line else "unknown line"
+        if entry.alias_of_line:
+            place += f" (an alias of the entry at line {entry.alias_of_line})"
+        places.append(place)
+    return f"services.yml id {group[0].id} is used by {len(group)} entries: " + ", ".join(places)
+
+
+def _invalid_row(item: InvalidEntry) -> Row:
+    return Row(
+        **{
+            "sku": "",
+            "currency": "",
+            "status": "invalid_services_yml_entry",
+            "action": f"services.yml: fix entry {item.entry_id}"
+            + (f" at line {item.line}" if item.line else "")
+            + f" ({item.reason})",
+            "services_yml_price": None,
+            "zuora_price": None,
+            "difference": None,
+            "problems": "invalid_services_yml_entry",
+            "details": item.describe(),
+            "services_yml_id": item.entry_id,
+            "services_yml_name": "",
+            "services_yml_category": "",
+            "services_yml_line": item.line,
+            "zuora_product_id": "",
+            "zuora_name": "",
+            "zuora_effective_start": "",
+            "zuora_effective_end": "",
+            "zuora_rate_plan_id": "",
+            "zuora_rate_plans": None,
+        }
+    )
+
+
+def action_for(
+    row: Row,
+    entry: ServiceEntry | None,
+    product: ZuoraProduct | None,
+    offered: tuple[ZuoraPrice, ...],
+    incomplete: list[IncompleteRecord],
+    several_products: bool,
+) -> str:
+    """Which system to change and how, for the row's status (Zuora is upstream of services.yml)."""
+    status, currency, sku = row["status"], row["currency"], row["sku"]
+    where = f"entry {entry.id}" + (f" (line {entry.line})" if entry.line else "") if entry is not None else "the entry"
+    if status == "sku_needs_quotes" and entry is not None:
+        return (
+            f"services.yml: quote the SKU at line {entry.sku_line}, column {entry.sku_column}: "
+            f"sku: {_quote(entry.written_sku)}"
+        )
+    if status == "sku_spelling_differs":
+        if product is not None and entry is not None and (entry.written_sku) != (product.sku or ""):
+            return f"services.yml: write the SKU of {where} exactly as Zuora does: {_quote(product.sku or '')}"
+        if several_products:
+            return (
+                "Finance: Zuora has SKUs that differ only by spaces or case; keep one through a finance SKU "
+                "request, then services.yml follows"
+            )
+        return f"services.yml: write the SKU of {where} the same way in every entry"
+    if status == "duplicate_services_yml_id" and entry is not None:
+        return f"services.yml: give {where} an id of its own ({entry.id} is used more than once)"
+    if status == "duplicate_sku":
+        if several_products and entry is not None:
+            return (
+                f"Finance: Zuora has several products with SKU {sku}; retire or re-SKU all but one through a "
+                "finance SKU request, then services.yml follows"
+            )
+        if several_products:
+            return f"Finance: Zuora has several products with SKU {sku}; keep one through a finance SKU request"
+        return f"services.yml: one entry per SKU; several entries use {sku}"
+    if status == "no_sku":
+        return f"services.yml: add the Zuora SKU to {where}; if Zuora has no SKU for it, file a finance SKU request"
+    if status == "incomplete_in_zuora":
+        records = ", ".join(f"{r.tier_id} (no {r.missing})" for r in incomplete)
+        return f"Finance: complete the price record(s) in Zuora: ProductRatePlanChargeTier {records}"
+    if status == "missing_in_zuora":
+        return f"Finance: file a SKU request to create {sku} in Zuora (or drop {where} from services.yml if not sold)"
+    if status == "missing_in_services_yml" and product is not None:
+        return f"services.yml: add an entry for SKU {sku} ({_quote(product.name)}, Zuora product {product.id})"
+    if status == "retired_in_zuora" and product is not None and product.end is not None:
+        return (
+            f"services.yml: stop offering {where} (Zuora ended it on {product.end.isoformat()}); if it is still "
+            "sold, file a finance SKU request to extend it in Zuora"
+        )
+    if status == "not_yet_effective" and product is not None and product.start is not None:
+        return (
+            f"services.yml: do not sell {where} before {product.start.isoformat()} (Zuora's start), or ask "
+            "finance to move the start date in Zuora"
+        )
+    if status == "no_price_in_zuora":
+        return (
+            f"Finance: add a {currency} price to the Zuora product through a finance SKU request, or remove the "
+            f"{currency} price from services.yml"
+        )
+    if status == "price_mismatch":
+        prices = " or ".join(money(p.amount) for p in offered)
+        return (
+            f"services.yml: change the {currency} price of {where} from {money(row['services_yml_price'])} to "
+            f"{prices} (Zuora's price)"
+        )
+    if status == "name_mismatch" and product is not None:
+        return f"services.yml: rename {where} to {_quote(product.name)} (Zuora's name)"
+    if status == "not_compared":
+        return "Nothing to do: services.yml states no price in this currency"
+    return ""
+
+
+def status_counts(rows: list[Row]) -> dict[str, int]:
     counts = dict.fromkeys(STATUSES, 0)
     for row in rows:
         counts[row["status"]] += 1
     return counts
 
 
-def problem_keys(rows: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+def needs_action(row: Row) -> bool:
+    return row["status"] not in NO_ACTION
+
+
+def problem_keys(rows: list[Row]) -> set[tuple[str, str, str]]:
     """(sku or services.yml id, currency, problem) for every problem, to compare runs over time."""
     keys = set()
     for row in rows:
-        for problem in filter(None, row["problems"].split("; ")):
-            keys.add((row["sku"] or f"id:{row['services_yml_id']}", row["currency"], problem))
+        for problem in row["problems"].split("; "):
+            if problem not in NO_ACTION:
+                keys.add((row["sku"] or f"id:{row['services_yml_id']}", row["currency"], problem))
     return keys

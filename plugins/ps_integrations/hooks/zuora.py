@@ -124,6 +124,11 @@ class ZuoraHook(BaseHook):
     def _service(self, address: str) -> Any:
         return self.client.create_service(BINDING, address)
 
+    @property
+    def endpoint(self) -> str:
+        """The SOAP service URL of the connection (no credentials), for reports saying where data came from."""
+        return str(self._connection.host or "")
+
     # --- calls ------------------------------------------------------------------------------------
     def login(self) -> str:
         """Log in; later calls go to the ``ServerUrl`` Zuora returned."""
