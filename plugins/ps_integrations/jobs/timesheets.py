@@ -1422,7 +1422,7 @@ class TimesheetRollup:
         return max(written, key=lambda issue: issue.iid).author if written else None
 
     def _spreadsheet(self, engineer: str, period: Period, entries: list[Entry]) -> tuple[str, bytes]:
-        from ps_integrations.xlsx import workbook_bytes
+        from ps_integrations.xlsx import Sheet, workbook_bytes
 
         lines: dict[tuple[date, str, str], list[int]] = defaultdict(list)
         for entry in entries:
@@ -1440,7 +1440,7 @@ class TimesheetRollup:
         ]
         header = ["date", "engagement", "category", "timelogs", "logged_minutes", "hours"]
         moment = datetime.combine(period.end, datetime.min.time())
-        content = workbook_bytes([(period.key, header, rows)], moment, f"Timesheet {period.key} {engineer}")
+        content = workbook_bytes([Sheet(period.key, header, rows)], moment, f"Timesheet {period.key} {engineer}")
         return f"timesheet-{period.key}-{engineer.replace('/', '-')}.xlsx", content
 
     def _upload(self, engineer: str, period: Period, entries: list[Entry]) -> str:
