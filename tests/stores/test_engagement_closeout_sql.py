@@ -60,13 +60,11 @@ def test_approved_hours_and_adjustments_read_from_the_rollups_tables(store):
     ledger = ExportLedger(store)
     day = date(2026, 11, 9)
     entries = [
-        Entry("1", "ada", day, URL, "Project Work", Decimal("2.25")),
-        Entry("2", "ada", day, URL, "Project Work", Decimal("0.5")),
+        Entry("1", "ada", day, URL, "Project Work", 8100),
+        Entry("2", "ada", day, URL, "Project Work", 1800),
     ]
     ledger.lock("2026-W46", "ada", 3, entries, "run", NOW)
-    ledger.lock(
-        "2026-W46", "bob", 3, [Entry("3", "bob", day, "https://other", "Project Work", Decimal("8"))], "run", NOW
-    )
+    ledger.lock("2026-W46", "bob", 3, [Entry("3", "bob", day, "https://other", "Project Work", 28800)], "run", NOW)
     ledger.record_adjustments(
         "2026-W46", [Adjustment("1", "ada", "edited", Decimal("2.25"), Decimal("3"), day, day)], NOW
     )
