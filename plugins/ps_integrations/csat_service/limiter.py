@@ -15,11 +15,43 @@ every process of the service (the deployment's Redis); ``memory://`` only for a 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
+from limits.storage import MemoryStorage, storage_from_string
+
 log = logging.getLogger(__name__)
 NAMESPACE = "ps-csat"
+
+
+class SingleProcessStorage(MemoryStorage):
+    """``limits``' in-memory storage whose expiry sweeper never keeps the process alive.
+
+    ``MemoryStorage`` sweeps expired entries from a non-daemon ``threading.Timer``. Where a timed wait
+    never returns (libfaketime 0.9.10 hangs ``pthread`` timed waits, which the calendar guard and
+    ``faketime make test`` rely on), that timer keeps the interpreter from exiting. The sweep only frees
+    memory - counting reads the clock itself - so a daemon timer loses nothing.
+    """
+
+    def __init__(self, uri: str | None = None, **options: Any) -> None:
+        super().__init__(uri, **options)
+        self.timer.cancel()  # the constructor's non-daemon sweeper; replaced on the first hit
+        self.timer.join()
+
+    # MemoryStorage calls ``self.__schedule_expiry()``, i.e. this name, after every hit.
+    def _MemoryStorage__schedule_expiry(self) -> None:
+        if not self.timer.is_alive():
+            self.timer = threading.Timer(0.01, self._MemoryStorage__expire_events)  # type: ignore[attr-defined]
+            self.timer.daemon = True
+            self.timer.start()
+
+
+def storage_for(uri: str) -> Any:
+    """The ``limits`` storage named by ``uri``; ``memory://`` gets :class:`SingleProcessStorage`."""
+    if uri.split("://", 1)[0] == "memory":
+        return SingleProcessStorage(uri)
+    return storage_from_string(uri)
 
 
 @dataclass(frozen=True)
@@ -35,10 +67,9 @@ class RequestLimits:
 
     def __init__(self, settings: LimitSettings) -> None:
         from limits import parse
-        from limits.storage import storage_from_string
         from limits.strategies import MovingWindowRateLimiter
 
-        self.storage = storage_from_string(settings.storage_uri)
+        self.storage = storage_for(settings.storage_uri)
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.views = parse(settings.views_per_client)
         self.failures = parse(settings.failures_per_client)
