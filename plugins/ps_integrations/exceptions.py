@@ -27,10 +27,19 @@ class SalesforceApiError(IntegrationError):
 
 
 class GitLabApiError(IntegrationError):
-    def __init__(self, status: int, message: str):
-        super().__init__(f"GitLab HTTP {status}: {message}")
+    """A GitLab call that failed: HTTP ``status`` (0: no answer), the ``endpoint`` called, GitLab's message."""
+
+    def __init__(self, status: int, endpoint: str, message: str):
+        super().__init__(
+            f"GitLab HTTP {status} {endpoint}: {message}" if endpoint else f"GitLab HTTP {status}: {message}"
+        )
         self.status = status
+        self.endpoint = endpoint
         self.message = message
+
+
+class GitLabNotFoundError(GitLabApiError):
+    """404: the project, issue, file or user does not exist (or the token may not see it)."""
 
 
 class ZuoraFault(IntegrationError):

@@ -460,7 +460,7 @@ def test_certification_issues_are_opened_once_kept_current_and_left_to_people(da
     logged(product_env, engineer, "Internal Assisted", [datetime(2026, 11, 18, 14, 0, tzinfo=UTC)], 2 * 3600)
 
     def killed(*_args, **_kwargs):  # the process dies after GitLab created the issue, before the epic link
-        raise GitLabApiError(500, "killed between the create and the link")
+        raise GitLabApiError(500, "POST /projects/:id/issues", "killed between the create and the link")
 
     with monkeypatch.context() as patch:
         patch.setattr(TimesheetRollup, "_link_to_epic", killed)

@@ -251,7 +251,7 @@ class OpportunitySync:
                     if opportunity_id:
                         index.setdefault(opportunity_id, int(issue.iid))
             except gitlab.exceptions.GitlabError as error:
-                raise GitLabApiError(error.response_code or 0, str(error.error_message)) from None
+                raise GitLabApiError(error.response_code or 0, "", str(error.error_message)) from None
             if not listing.next_page:  # X-Next-Page (GitLab drops X-Total past 10,000 issues)
                 break
             self._pacer.wait()  # the next page is a request too
@@ -279,7 +279,7 @@ class OpportunitySync:
         try:
             return call()
         except gitlab.exceptions.GitlabError as error:
-            raise GitLabApiError(error.response_code or 0, str(error.error_message)) from None
+            raise GitLabApiError(error.response_code or 0, "", str(error.error_message)) from None
 
     # --- the run --------------------------------------------------------------------------------------
     def run(self, window: Window | None, opportunity_ids: list[str] | None = None) -> RunSummary:

@@ -179,6 +179,7 @@ def fetch_services_yml(gitlab_hook: Any, config: ReconciliationConfig, ref: str 
     except gitlab.exceptions.GitlabError as error:
         raise GitLabApiError(
             error.response_code or 0,
+            f"GET /projects/{config.services_yml_project}/repository/files",
             f"cannot read {config.services_yml_path} at {wanted} in {config.services_yml_project}: "
             f"{error.error_message}",
         ) from None
