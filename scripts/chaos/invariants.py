@@ -33,6 +33,7 @@ class EndState:
     issues: dict[IssueKey, list[tuple[Any, ...]]]  # one entry per issue found under the key
     notes: dict[IssueKey, list[str]]
     writebacks: dict[str, str]
+    filings: Counter[tuple[str, str]]  # (opportunity, "file <title> v<n>" | "post <first words>") in Salesforce
     mails: Counter[MailKey]
     exports: dict[str, str]  # path -> sha256
     records: dict[str, tuple[str, tuple[Any, ...]]]  # key -> (name, compared columns)
@@ -72,6 +73,7 @@ def read_end_state(
         issues=issues,
         notes=notes,
         writebacks=_writebacks(sandbox, url_to_key),
+        filings=_filings(sandbox),
         mails=Counter(
             (",".join(sorted(mail["rcpt_tos"])), str(mail["subject"]))
             for mail in sandbox.smtp.store.all()
@@ -135,6 +137,20 @@ def _writebacks(sandbox: SandboxServer, url_to_key: dict[str, str]) -> dict[str,
         for opportunity_id, opportunity in backend.records.get("Opportunity", {}).items()
         if opportunity.get(WRITEBACK_FIELD)
     }
+
+
+def _filings(sandbox: SandboxServer) -> Counter[tuple[str, str]]:
+    """Files (every version) and Chatter posts on Salesforce records, as the close-out files them."""
+    salesforce: Any = sandbox.standin("salesforce")
+    records = salesforce.backend.records
+    found: Counter[tuple[str, str]] = Counter()
+    for version in records.get("ContentVersion", {}).values():
+        parent = str(version.get("FirstPublishLocationId") or version.get("ContentDocumentId") or "")
+        found[(parent, f"file {version.get('Title')} v{version.get('VersionNumber')}")] += 1
+    for item in records.get("FeedItem", {}).values():
+        words = " ".join(str(item.get("Body") or "").split()[:12])
+        found[(str(item.get("ParentId") or ""), f"post {words}")] += 1
+    return found
 
 
 def _state_store(target: Target, state_uri: str) -> tuple[dict[str, tuple[str, tuple[Any, ...]]], dict[str, str], str]:
@@ -224,6 +240,23 @@ def check(reference: EndState, actual: EndState) -> Verdict:
         Check("every write-back done", not writebacks_missing, _listing("not done", writebacks_missing))
     )
 
+    extra_filings = sum((actual.filings - reference.filings).values())
+    lost_filings = sum((reference.filings - actual.filings).values())
+    verdict.checks.append(
+        Check(
+            "one Salesforce file and post per close",
+            extra_filings == 0,
+            _listing("filed again", sorted(actual.filings - reference.filings)),
+        )
+    )
+    verdict.checks.append(
+        Check(
+            "no lost Salesforce file or post",
+            lost_filings <= len(held),
+            _listing("not filed", sorted(reference.filings - actual.filings)),
+        )
+    )
+
     extra_mails = sum((actual.mails - reference.mails).values())
     lost_mails = reference.mails - actual.mails
     # a mail whose send was interrupted is held for the operator (the run names it): not lost
@@ -273,12 +306,13 @@ def check(reference: EndState, actual: EndState) -> Verdict:
         )
     )
 
-    verdict.duplicates = extra_issues + extra_notes + extra_mails
+    verdict.duplicates = extra_issues + extra_notes + extra_mails + extra_filings
     verdict.lost = (
         len(missing_issues)
         + missing_notes
         + unexplained_lost
         + len(writebacks_missing)
+        + max(lost_filings - len(held), 0)
         + len(lost_records)
         + len(set(reference.exports) - set(actual.exports))
     )

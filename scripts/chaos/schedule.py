@@ -26,7 +26,7 @@ FAULT_KINDS = ("rate_limited", "server_error", "latency_spike", "session_expired
 # not yet known to the client.
 WRITE_OPERATIONS: Mapping[str, frozenset[str]] = {
     "gitlab": frozenset({"create_issue", "update_issue", "create_note", "issue_links", "epics"}),
-    "salesforce": frozenset({"create_sobject", "update_sobject", "update_collection"}),
+    "salesforce": frozenset({"create_sobject", "update_sobject", "update_collection", "post_feed_element"}),
     "zuora": frozenset({"create", "update"}),
 }
 SESSION_SYSTEMS = frozenset({"salesforce", "zuora"})

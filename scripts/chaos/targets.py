@@ -10,8 +10,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from ps_integrations.domain.opportunity_sync import find_marker
 from sandbox.core.server import SandboxServer
 
 ALERT_RECIPIENT = "ps-ops@example.com"
@@ -200,7 +202,65 @@ CSAT_SUMMARY = Target(
     state_rows=answered_surveys(),
 )
 
+# --- ps_engagement_closeout -------------------------------------------------------------------------
+ENGAGEMENTS_PROJECT = "professional-services/engagements"
+# before the pinned "now" of every run; fixed, so the export folders and posts name the same close
+ENGAGEMENTS_CLOSED_AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+
+
+def close_two_engagements(sandbox: SandboxServer) -> None:
+    """Close the first two synced engagement issues (chosen from GitLab's data alone: the same ones in
+    every sequence): each close must get exactly one report file and one Chatter post on its opportunity."""
+    gitlab: Any = sandbox.standin("gitlab").backend
+    project = gitlab.project(ENGAGEMENTS_PROJECT)
+    bot = next(user for user in gitlab.users.values() if user.bot)
+    synced = sorted(
+        issue.iid
+        for issue in gitlab.issues.values()
+        if issue.project_id == project.id and issue.state == "opened" and find_marker(issue.description)
+    )
+    previous = gitlab.clock
+    gitlab.clock = lambda: ENGAGEMENTS_CLOSED_AT
+    try:
+        for iid in synced[:2]:
+            gitlab.update_issue(project, iid, bot, {"state_event": "close"})
+    finally:
+        gitlab.clock = previous
+
+
+ENGAGEMENT_CLOSEOUT = Target(
+    dag_id="ps_engagement_closeout",
+    steps=(
+        Step({"engagement_iids": [], "since": "2024-01-01T00:00:00Z", "until": None}, before=close_two_engagements),
+    ),
+    variables={
+        "ps_engagement_closeout_config": {
+            "engagements_project": ENGAGEMENTS_PROJECT,
+            "controller": "controller@ps.example.com",
+            "finance_business_partner": "FBP.Sales@ps.example.com",
+            # a deal in another currency than the cost rates is (rightly) a failed record: read every
+            # deal as the rates' currency, so the reference run succeeds on any data seed
+            "currency_field": "",
+        }
+    },
+    seed=reseeded,
+    records=(
+        StateRecords(
+            "SELECT engagement_url || ' ' || closed_at AS key, engagement_url AS name, status, opportunity_id "
+            "FROM engagement_closeouts",
+            in_flight=frozenset({"attaching", "posting"}),
+        ),
+    ),
+)
+
 TARGETS: Mapping[str, Target] = {
     target.dag_id: target
-    for target in (OPPORTUNITY_SYNC, SKU_RECONCILIATION, TIMESHEET_ROLLUP, CSAT_SURVEYS, CSAT_SUMMARY)
+    for target in (
+        OPPORTUNITY_SYNC,
+        SKU_RECONCILIATION,
+        TIMESHEET_ROLLUP,
+        CSAT_SURVEYS,
+        CSAT_SUMMARY,
+        ENGAGEMENT_CLOSEOUT,
+    )
 }

@@ -63,6 +63,7 @@ REFERENCE = EndState(
     issues={"opportunity 006A": [("A", ("ps::todo",), "opened", "d", None)]},
     notes={"opportunity 006A": ["Amount changed"]},
     writebacks={"006A": "opportunity 006A"},
+    filings=Counter({("006A", "file Cost-vs-actual A v1"): 1, ("006A", "post Cost-vs-actual analysis for A"): 1}),
     mails=Counter({("a@example.com", "Survey"): 1}),
     exports={"x/report.csv": "abc"},
     records={"006A": ("006A", ("synced", 1))},
@@ -79,7 +80,7 @@ def failed(actual: EndState) -> set[str]:
 def test_the_reference_against_itself_passes_every_check():
     verdict = check(REFERENCE, REFERENCE)
     assert verdict.passed and verdict.duplicates == 0 and verdict.lost == 0
-    assert len(verdict.checks) == 12
+    assert len(verdict.checks) == 14
 
 
 @pytest.mark.parametrize(
@@ -89,6 +90,13 @@ def test_the_reference_against_itself_passes_every_check():
         ({"issues": {}, "notes": {}}, {"no lost or extra issue", "one note per real change"}, 0, 2),
         ({"notes": {"opportunity 006A": ["Amount changed"] * 2}}, {"one note per real change"}, 1, 0),
         ({"writebacks": {}}, {"every write-back done"}, 0, 1),
+        (
+            {"filings": REFERENCE.filings + Counter({("006A", "post Cost-vs-actual analysis for A"): 1})},
+            {"one Salesforce file and post per close"},
+            1,
+            0,
+        ),
+        ({"filings": Counter()}, {"no lost Salesforce file or post"}, 0, 2),
         (
             {"mails": Counter({("a@example.com", "Survey"): 2})},
             {"one mail per version", "no second survey or mail to anyone"},
