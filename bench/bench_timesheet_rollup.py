@@ -53,6 +53,7 @@ def nodes(rows: int, engineers: int = ENGINEERS) -> list[dict]:
                 "timeSpent": rng.choice([900, 1800, 3600, 7200, 360, -900]),
                 "user": {"username": f"engineer{number % engineers}"},
                 "issue": {
+                    "id": f"gid://gitlab/Issue/{number % ENGAGEMENTS}",
                     "webUrl": f"https://gitlab.example/ps/engagements/-/issues/{number % ENGAGEMENTS}",
                     "state": "opened",
                     "epic": None if engagement else {"title": rng.choice(epics)},
@@ -69,20 +70,18 @@ def nodes(rows: int, engineers: int = ENGINEERS) -> list[dict]:
 
 def rollup(data: list[dict]) -> tuple[int, int]:
     """Everything the DAG does between the fetch and the write: returns (weeks, bytes built)."""
-    from ps_integrations.domain.timesheets import group_by_period
-    from ps_integrations.jobs.timesheets import (
-        EngagementInfo,
-        collector_paused,
-        load_rules,
-        period_export,
-        to_entries,
-    )
+    from ps_integrations.jobs.timesheets import collector_paused
 
     with collector_paused():
-        return _rollup(data, EngagementInfo, load_rules, period_export, to_entries, group_by_period)
+        return _rollup(data)
 
 
-def _rollup(data, EngagementInfo, load_rules, period_export, to_entries, group_by_period) -> tuple[int, int]:
+def _rollup(data: list[dict]) -> tuple[int, int]:
+    from ps_integrations.domain.timesheet_entries import to_entries
+    from ps_integrations.domain.timesheet_export import EngagementInfo, period_export
+    from ps_integrations.domain.timesheets import group_by_period
+    from ps_integrations.hooks.gitlab import timelog_record
+    from ps_integrations.jobs.timesheets import load_rules
 
     rules = load_rules()
     roles = {f"engineer{n}": ("engineer", "technical_architect", "trainer")[n % 3] for n in range(ENGINEERS)}
@@ -98,8 +97,14 @@ def _rollup(data, EngagementInfo, load_rules, period_export, to_entries, group_b
         )
         for n in range(ENGAGEMENTS)
     }
+    timelogs = [timelog_record(node) for node in data]  # what the hook hands the job, counted in the CPU time
     entries, _findings = to_entries(
-        data, "Europe/Berlin", "professional-services/engagements", date(2024, 1, 1), date(2027, 1, 1), date(2027, 1, 1)
+        timelogs,
+        "Europe/Berlin",
+        "professional-services/engagements",
+        date(2024, 1, 1),
+        date(2027, 1, 1),
+        date(2027, 1, 1),
     )
     by_week = group_by_period(entries, "week")
     before: dict = defaultdict(int)  # seconds of billable time exported for earlier weeks
@@ -138,16 +143,18 @@ def measure_fetch() -> None:
         connection = json.loads(info_file.read_text())["airflow_connections"]["gitlab_default"]
         os.environ["AIRFLOW_CONN_GITLAB_DEFAULT"] = json.dumps(connection)
         from ps_integrations.hooks.gitlab import GitLabHook
-        from ps_integrations.jobs.timesheets import fetch_timelogs
+        from ps_integrations.jobs.timesheets.reads import query_range
 
         hook = GitLabHook()
+        group = hook.group_gid("professional-services")
         started = time.monotonic()
-        fetched = fetch_timelogs(hook, "professional-services", date(2024, 11, 2), date(2026, 10, 31))
+        listing = hook.list_timelogs(group, *query_range(date(2024, 11, 2), date(2026, 10, 31)))
         elapsed = time.monotonic() - started
-        expected = math.ceil(len(fetched) / 100)
+        fetched = listing.timelogs
+        expected = math.ceil((len(fetched) + listing.duplicates) / 100)
         print(
-            f"fetch: {len(fetched)} timelogs in {hook.graphql_pages} GraphQL requests "
-            f"(ceil(rows / 100) = {expected}; ratio {hook.graphql_pages / expected:.2f}); {elapsed:.1f} s wall"
+            f"fetch: {len(fetched)} timelogs in {listing.pages} GraphQL requests "
+            f"(ceil(rows / 100) = {expected}; ratio {listing.pages / expected:.2f}); {elapsed:.1f} s wall"
         )
     finally:
         process.terminate()

@@ -393,7 +393,9 @@ def test_the_schedule_and_the_dating_time_zone_must_agree(dag, product_env, monk
 
 def test_a_free_gitlab_on_a_non_utc_server_with_duplicate_pages(dag, product_env, monkeypatch):
     from ps_integrations.exceptions import GitLabApiError
-    from ps_integrations.jobs.timesheets import TIMELOGS_QUERY
+    from ps_integrations.hooks.gitlab import TIMELOGS_QUERY_TEMPLATE
+
+    TIMELOGS_QUERY = TIMELOGS_QUERY_TEMPLATE % {"epic": "epic { title }"}
     from sandbox.seeds import load_seed_file
 
     seed = load_seed_file()
@@ -451,7 +453,6 @@ def certification_issues(period: str) -> dict[str, object]:
 
 def test_certification_issues_are_opened_once_kept_current_and_left_to_people(dag, product_env, monkeypatch):
     from ps_integrations.exceptions import GitLabApiError
-    from ps_integrations.jobs.timesheets import TimesheetRollup
 
     GitLabHook().client.groups.get("professional-services").epics.create({"title": "Time Tracking"})  # the handbook's
     engineer = all_engineers()[0]
@@ -463,7 +464,7 @@ def test_certification_issues_are_opened_once_kept_current_and_left_to_people(da
         raise GitLabApiError(500, "POST /projects/:id/issues", "killed between the create and the link")
 
     with monkeypatch.context() as patch:
-        patch.setattr(TimesheetRollup, "_link_to_epic", killed)
+        patch.setattr(GitLabHook, "add_issue_to_epic", killed)
         run_refused(dag)
     run(dag)
 

@@ -10,8 +10,9 @@ from decimal import Decimal
 
 import pytest
 
+from ps_integrations.domain.timesheet_export import EngagementInfo, period_export
 from ps_integrations.domain.timesheets import Entry, period_of
-from ps_integrations.jobs.timesheets import EngagementInfo, load_rules, period_export
+from ps_integrations.jobs.timesheets import load_rules
 
 WEEK = period_of(date(2026, 11, 9))
 ACME = "https://gitlab.example/ps/engagements/-/issues/1"
@@ -181,7 +182,7 @@ def test_rows_come_in_engineer_day_engagement_order():
     import random
     from operator import attrgetter
 
-    from ps_integrations.jobs.timesheets import _by_engineer_day_engagement
+    from ps_integrations.domain.timesheet_export import _by_engineer_day_engagement
 
     rng = random.Random(3)
     entries = [
@@ -226,9 +227,10 @@ def test_the_schedule_and_the_dating_time_zone_are_one():
 
 
 def test_category_settings_name_known_categories():
+    from ps_integrations.exceptions import ConfigurationError
     from ps_integrations.jobs.timesheets import RollupConfig
 
     config = RollupConfig.from_mapping({"category_issues": {"https://x/issues/7": "PS Internal"}})
     assert config.categories.category(False, None, (), "https://x/issues/7") == "PS Internal"
-    with pytest.raises(ValueError, match=r"category_labels names unknown categories \['Lunch'\]"):
+    with pytest.raises(ConfigurationError, match=r"category_labels names unknown categories \['Lunch'\]"):
         RollupConfig.from_mapping({"category_labels": {"lunch": "Lunch"}})

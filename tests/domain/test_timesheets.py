@@ -8,6 +8,14 @@ from decimal import Decimal
 
 import pytest
 
+from ps_integrations.domain.timesheet_certification import (
+    certification_description,
+    certification_digest,
+    certification_marker,
+    certification_rows,
+    find_certification,
+)
+from ps_integrations.domain.timesheet_entries import local_date
 from ps_integrations.domain.timesheets import (
     ApprovalIssue,
     ApprovalLabels,
@@ -17,13 +25,7 @@ from ps_integrations.domain.timesheets import (
     adjustments,
     approved_periods,
     category_of,
-    certification_description,
-    certification_digest,
-    certification_marker,
-    certification_rows,
-    find_certification,
     line_hours,
-    local_date,
     parse_period_key,
     period_of,
     progress,
