@@ -21,8 +21,11 @@ table, spreadsheet, the Time Tracking epic where GitLab has epics) and kept curr
 manager adds `ManagerCertifiedTimesheet`. Budgets come from the engagement's opportunity in Salesforce
 (`budget_field`, else quantity x hours per SKU from `include/ps_timesheet_rollup/rules.yml`, which
 also holds role targets, job titles, the rate card and the time-and-materials engagement types).
-Finance gets one mail per run listing what landed. Unapproved hours are listed in the run summary,
-never exported.
+Finance gets one mail per run listing what landed (once per export version, also across a kill
+during the send). Unapproved hours are listed in the run summary, never exported. A failed
+Salesforce budget lookup exports and locks nothing that needs a budget; the run fails naming the
+opportunities and the next run exports them. Categories come from the issue's parent work item
+where GitLab has one, else labels or the configured `category_issues`.
 
 **Connections:** `gitlab_default`, `salesforce_default`, `ps_state`, `smtp_default`, the exports
 connection.

@@ -497,3 +497,26 @@ def test_certification_issues_are_opened_once_kept_current_and_left_to_people(da
     add_timelog(product_env, engineer, 3600, datetime(2026, 11, 20, 10, 0, tzinfo=UTC))
     run(dag)
     assert approval_project().issues.get(mine.iid).description == updated.description  # certified: left alone
+
+
+def test_a_failed_budget_lookup_exports_locks_and_mails_nothing_and_the_next_run_recovers(dag, product_env):
+    """#23: the roll-up used to export and lock periods without budgets when Salesforce failed."""
+    admin = product_env.admin_url + "/salesforce/faults"
+    script = {"endpoint": "query", "kind": "server_error", "count": 1}
+    requests.post(admin + "/script", json=script, timeout=10).raise_for_status()
+
+    run_refused(dag)  # fails at the end, naming what failed
+
+    assert requests.get(admin, timeout=10).json()["injected"] == {"server_error": 1}
+    [row] = StateStore().fetch_all("platform/runs_of_dag", {"dag_id": "ps_timesheet_rollup"})[:1]
+    failures = json.loads(row["counts_json"])["failures"]
+    assert failures and {(f["system"], f["field"]) for f in failures} == {("Salesforce", "Budgeted_Hours__c")}
+    assert all(f["record"].startswith("opportunity 006") and "period 2026-W" in f["record"] for f in failures)
+    assert ExportStore.from_variables().list_folder("timesheets") == []  # nothing without its budgets
+    assert StateStore().fetch_all("timesheets/all_locks") == [] and finance_mails(product_env) == []
+
+    run(dag)  # Salesforce answers again: everything goes out, once
+
+    progress = read("timesheets/2026-W40", "engagement_progress.csv")
+    assert {row["budget_source"] for row in progress} >= {"opportunity", "sku_table"}
+    assert StateStore().fetch_all("timesheets/all_locks") and len(finance_mails(product_env)) == 1

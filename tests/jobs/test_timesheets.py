@@ -387,3 +387,17 @@ def test_certification_issue_opened_once_for_the_manager(world):
     assert "| **Total** | | 1 | 2:00 | **2.00** |" in opened[0].description
     assert world.gitlab.uploads == ["timesheet-2026-W47-amara.ps1.xlsx"]
     assert json.loads(json.dumps(opened[0].labels)) == ["timesheet::2026-W47"]  # certifying stays human
+
+
+def test_progress_to_date_counts_earlier_periods_exported_by_the_same_run(world):
+    """The pairs are locked after the finance mail; a later period of the run still counts the earlier."""
+    world.gitlab.timelogs.append(timelog(5, "2026-11-03T09:00:00Z", 4 * 3600))  # W45
+    world.gitlab.issues[(TIME_TRACKING, 6)] = user_issue(
+        6, ("timesheet::2026-W45", "ManagerCertifiedTimesheet", "HeadOfPSApproved"), ENGINEER
+    )
+
+    summary = world.run()
+
+    assert summary.counts["periods exported"] == 2 and summary.counts["engineer-periods locked"] == 2
+    [progress] = world.rows("engagement_progress.csv")  # W46
+    assert (progress["period_hours"], progress["approved_hours_to_date"]) == ("5.00", "9.00")

@@ -26,6 +26,7 @@ from ps_integrations.domain.timesheets import (
     RoundingCheck,
     exact_hours,
     is_billable,
+    line_hours,
     logged_minutes,
     progress,
     round_hours,
@@ -281,6 +282,18 @@ def _approved_hours_lines(
     if current is not None:
         sums[current] = figures
     return lines, sums, billable_by
+
+
+def hours_per_engagement(entries: Iterable[Entry], policy: str) -> dict[str, Decimal]:
+    """Hours per engagement, rounded per export line (engineer, day, engagement) under ``policy`` as
+    approved_hours.csv rounds them (the engagement progress's hours exported before a period)."""
+    seconds_by_line: dict[tuple[str, str, date], list[int]] = defaultdict(list)
+    for entry in entries:
+        seconds_by_line[(entry.engagement, entry.engineer, entry.day)].append(entry.seconds)
+    hours: dict[str, Decimal] = defaultdict(Decimal)
+    for (engagement, _engineer, _day), seconds in seconds_by_line.items():
+        hours[engagement] += line_hours(policy, seconds)
+    return dict(hours)
 
 
 def approved_hours_sums(period: Period, entries: list[Entry], policy: str) -> dict[str, EngineerSums]:

@@ -16,7 +16,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ps_integrations.domain.timesheets import Adjustment, Entry, exact_hours, line_hours
+from ps_integrations.domain.timesheet_export import hours_per_engagement
+from ps_integrations.domain.timesheets import Adjustment, Entry, exact_hours
 from ps_integrations.exports import Column, ExportFile
 
 if TYPE_CHECKING:
@@ -100,18 +101,21 @@ class ExportLedger:
             if row.get("seconds") is None
         }
 
+    def exported_before(self, day: date, category: str) -> list[Entry]:
+        """Exported entries of the category dated before ``day`` (timelog ids left empty)."""
+        return [
+            Entry(
+                "", row["engineer"], date.fromisoformat(row["day"]), row["engagement"], category, _stored_seconds(row)
+            )
+            for row in self.store.fetch_all(
+                "timesheets/billable_before", {"category": category, "before": day.isoformat()}
+            )
+        ]
+
     def billable_before(self, day: date, category: str, policy: str = "per_day") -> dict[str, Decimal]:
         """Exported hours per engagement of the category dated before ``day``, rounded per export
         line (engineer, day, engagement) under ``policy`` as the exports were."""
-        seconds_by_line: dict[tuple[str, str, str], list[int]] = defaultdict(list)
-        for row in self.store.fetch_all(
-            "timesheets/billable_before", {"category": category, "before": day.isoformat()}
-        ):
-            seconds_by_line[(row["engagement"], row["engineer"], row["day"])].append(_stored_seconds(row))
-        hours: dict[str, Decimal] = defaultdict(Decimal)
-        for (engagement, _engineer, _day), seconds in seconds_by_line.items():
-            hours[engagement] += line_hours(policy, seconds)
-        return dict(hours)
+        return hours_per_engagement(self.exported_before(day, category), policy)
 
     def lock(
         self, period: str, engineer: str, approval_level: int, entries: list[Entry], run_id: str, now: datetime

@@ -124,9 +124,15 @@ class Certifier:
         content = workbook_bytes([Sheet(period.key, header, rows)], moment, f"Timesheet {period.key} {engineer}")
         return f"timesheet-{period.key}-{engineer.replace('/', '-')}.xlsx", content
 
-    def _upload(self, engineer: str, period: Period, entries: list[Entry]) -> str:
+    def _description(
+        self, engineer: str, manager: str, period: Period, rows: list[CertificationRow], entries: list[Entry]
+    ) -> str:
+        """The issue body with a freshly uploaded spreadsheet of the engineer's period."""
         name, content = self._spreadsheet(engineer, period, entries)
-        return self.gitlab.upload_file(self.config.time_tracking_project, name, content)
+        spreadsheet = self.gitlab.upload_file(self.config.time_tracking_project, name, content)
+        return certification_description(
+            engineer, manager, period, rows, spreadsheet, self.config.labels, self.rules.rounding
+        )
 
     def _open(
         self,
@@ -149,15 +155,7 @@ class Certifier:
                 )
             )
             return
-        description = certification_description(
-            engineer,
-            manager,
-            period,
-            rows,
-            self._upload(engineer, period, entries),
-            self.config.labels,
-            self.rules.rounding,
-        )
+        description = self._description(engineer, manager, period, rows, entries)
         created = self.gitlab.create_issue(
             self.config.time_tracking_project,
             f"Timesheet {period.key} - {engineer}",
@@ -202,14 +200,6 @@ class Certifier:
                 f"spreadsheet are updated ({total} h now). Please review them before certifying.\n\n{note_marker}",
             )
         manager = issue.assignees[0] if issue.assignees else "the manager"
-        description = certification_description(
-            engineer,
-            manager,
-            period,
-            rows,
-            self._upload(engineer, period, entries),
-            self.config.labels,
-            self.rules.rounding,
-        )
+        description = self._description(engineer, manager, period, rows, entries)
         self.gitlab.update_issue(project, issue.iid, description=description)
         self.summary.add("certification issues updated")

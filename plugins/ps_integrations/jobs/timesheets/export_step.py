@@ -14,6 +14,7 @@ from ps_integrations.domain.timesheet_export import (
     ADJUSTMENT_COLUMNS,
     EngagementInfo,
     engagements_without_budget,
+    hours_per_engagement,
     period_export,
     row_count,
 )
@@ -64,6 +65,7 @@ class PeriodExporter:
     ) -> None:
         self.ledger, self.exports, self.config, self.rules = ledger, exports, config, rules
         self.summary, self.run_id = summary, run_id
+        self.unlocked: list[Entry] = []  # exported this run, locked after the finance mail
 
     def rewrite_unchanged(self, period: Period) -> bool:
         """A period with nothing new is written again exactly as exported (True), if it was exported."""
@@ -100,7 +102,7 @@ class PeriodExporter:
             entries,
             dict(given.roles),
             dict(directory),
-            self.ledger.billable_before(period.start, BILLABLE_CATEGORY, self.rules.rounding),
+            self.hours_before(period),
             findings,
             self.rules,
             Decimal(self.config.weekly_minimum_hours),
@@ -140,6 +142,7 @@ class PeriodExporter:
         )
         paths = self.exports.write_folder(folder, title_of(period), [*files, manifest])
         self.ledger.store_files(folder, [*files, manifest])
+        self.unlocked.extend(fresh)
         self.summary.add("periods exported")
         self.summary.add("entries", len(entries))
         locks = [
@@ -153,6 +156,12 @@ class PeriodExporter:
         for engineer, level, entries in exported.locks:
             self.ledger.lock(exported.period.key, engineer, level, entries, self.run_id, now)
             self.summary.add("engineer-periods locked")
+
+    def hours_before(self, period: Period) -> dict[str, Decimal]:
+        """Billable hours per engagement exported for earlier periods - also by this run, not locked yet."""
+        earlier = [e for e in self.unlocked if e.day < period.start and e.category == BILLABLE_CATEGORY]
+        locked = self.ledger.exported_before(period.start, BILLABLE_CATEGORY)
+        return hours_per_engagement([*locked, *earlier], self.rules.rounding)
 
     def _budgets_known(self, period: Period, entries: Sequence[Entry], directory: Mapping[str, EngagementInfo]) -> bool:
         """A failed budget lookup must not export (and lock) a period showing no budget: its
