@@ -520,3 +520,20 @@ def test_a_failed_budget_lookup_exports_locks_and_mails_nothing_and_the_next_run
     progress = read("timesheets/2026-W40", "engagement_progress.csv")
     assert {row["budget_source"] for row in progress} >= {"opportunity", "sku_table"}
     assert StateStore().fetch_all("timesheets/all_locks") and len(finance_mails(product_env)) == 1
+
+
+def test_premium_categories_come_from_the_parent_work_item_not_from_issue_epic(dag, product_env):
+    """#20: Issue.epic is retiring; on Premium the parent work item (the epic) names the category."""
+    backend = product_env.standin("gitlab").backend
+    category_issues = [i for i in backend.issues.values() if i.title.endswith(" - time tracking")]
+    for issue in category_issues:  # only the parent work item can tell the category now
+        issue.labels = [label for label in issue.labels if not label.startswith("timesheet-category::")]
+
+    run(dag, period="2026-W41")
+
+    assert "GitLab has epics: categories from the issue's parent work item (its epic)" in last_summary()
+    rows = read("timesheets/2026-W41", "approved_hours.csv")
+    by_issue = {row["engagement"]: row["category"] for row in rows if row["category"] != "Project Work"}
+    titles = {backend.issue_url(issue): backend.epics[issue.epic_id].title for issue in category_issues}
+    assert by_issue and all(titles[url] == category for url, category in by_issue.items())
+    assert "Uncategorised" not in {row["category"] for row in rows}

@@ -97,7 +97,6 @@ class FakeGitLab:
     notes: dict[tuple[str, int], list[GitLabNote]] = field(default_factory=dict)
     uploads: list[str] = field(default_factory=list)
     epic_links: list[tuple[int, int]] = field(default_factory=list)
-    requests_made: int = 0
 
     def group_gid(self, group: str) -> str:
         return "gid://gitlab/Group/1"
@@ -131,7 +130,7 @@ class FakeGitLab:
 
     def create_issue(self, project: str, title: str, description: str, **fields: object) -> GitLabIssue:
         iid = 1 + max((iid for where, iid in self.issues if where == project), default=0)
-        labels = tuple(fields.get("labels") or ())  # type: ignore[call-overload]
+        labels = tuple(str(label) for label in fields.get("labels") or ())  # type: ignore[attr-defined]
         created = user_issue(iid, labels, MANAGER, project, title=title, description=description)
         self.issues[(project, iid)] = created
         return created

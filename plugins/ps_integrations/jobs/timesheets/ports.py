@@ -15,8 +15,6 @@ from ps_integrations.stores.sent_mail import MailState
 class TimeTracking(Protocol):
     """GitLab: timelogs over GraphQL, the group's people, the time-tracking and engagement issues."""
 
-    requests_made: int
-
     def group_gid(self, group: str) -> str: ...
 
     def type_fields(self, type_name: str) -> frozenset[str]: ...
