@@ -73,9 +73,9 @@ def nodes(rows: int, engineers: int = ENGINEERS) -> list[dict]:
 def records(data: list[dict]) -> list:
     """GraphQL nodes -> the hook's timelog records (what ``GitLabHook.list_timelogs`` returns, built
     page by page during the fetch)."""
-    from ps_integrations.hooks.gitlab import timelog_record
+    from ps_integrations.hooks.gitlab import timelog_records
 
-    return [timelog_record(node) for node in data]
+    return list(timelog_records(data))
 
 
 def rollup(data: list) -> tuple[int, int]:

@@ -33,6 +33,7 @@ from ps_integrations.hooks.gitlab_timesheets import (
     GitLabTimelog,
     TimelogListing,
     timelog_record,
+    timelog_records,
 )
 from ps_integrations.pacing import Pacer
 
@@ -50,6 +51,7 @@ __all__ = [  # the timesheet records are defined beside this module, re-exported
     "GitLabUser",
     "TimelogListing",
     "timelog_record",
+    "timelog_records",
 ]
 
 
@@ -506,9 +508,8 @@ class GitLabHook(BaseHook):
         requests_before = self.requests_made
         by_id: dict[str, GitLabTimelog] = {}
         seen = 0
-        for node in self.graphql_nodes(query, variables, ["timelogs"]):
+        for timelog in timelog_records(self.graphql_nodes(query, variables, ["timelogs"])):
             seen += 1
-            timelog = timelog_record(node)
             by_id[timelog.id] = timelog
         return TimelogListing(list(by_id.values()), self.requests_made - requests_before, seen - len(by_id))
 

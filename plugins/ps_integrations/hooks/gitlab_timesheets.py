@@ -3,6 +3,7 @@ and the GraphQL timelog query they come from. No python-gitlab here; ``hooks/git
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -62,38 +63,58 @@ class GitLabEpic:
 
 
 def _number(gid: Any) -> str:
-    return str(gid).rsplit("/", 1)[-1]
+    return str(gid).rpartition("/")[2]
 
 
-def timelog_record(node: dict[str, Any]) -> GitLabTimelog:
-    """A GraphQL timelog node as a record."""
-    issue = node.get("issue")
-    user = node.get("user")
-    project = node.get("project")
-    if issue is None:
-        return GitLabTimelog(
-            _number(node["id"]),
-            str(node["spentAt"]),
-            int(node["timeSpent"]),
-            str(user.get("username") or "") if user else "",
-            None,
-            "",
-            "",
-            str(project.get("fullPath") or "") if project else "",
-            (),
-            None,
-        )
+IssueFields = tuple[int | None, str, str, tuple[str, ...], str | None]  # id, URL, state, labels, epic title
+NO_ISSUE: IssueFields = (None, "", "", (), None)
+
+
+def _issue_fields(issue: dict[str, Any]) -> IssueFields:
     labels = issue.get("labels")
     epic = issue.get("epic")
-    return GitLabTimelog(
-        _number(node["id"]),
-        str(node["spentAt"]),
-        int(node["timeSpent"]),
-        str(user.get("username") or "") if user else "",
+    return (
         int(_number(issue["id"])) if issue.get("id") else 0,
         str(issue.get("webUrl") or ""),
         str(issue.get("state") or ""),
-        str(project.get("fullPath") or "") if project else "",
         tuple(str(label["title"]) for label in labels.get("nodes") or () if label) if labels else (),
         str(epic["title"]) if epic else None,
     )
+
+
+def timelog_records(nodes: Iterable[dict[str, Any]]) -> Iterator[GitLabTimelog]:
+    """GraphQL timelog nodes as records. A listing repeats few issues (a million timelogs, a few hundred
+    issues): each issue's fields are read from its first node and shared, so one listing sees one
+    snapshot of an issue's labels and epic."""
+    make = GitLabTimelog._make
+    issues: dict[tuple[Any, Any, Any], IssueFields] = {}
+    for node in nodes:
+        issue = node.get("issue")
+        if issue is None:
+            fields = NO_ISSUE
+        else:
+            key = (issue.get("id"), issue.get("webUrl"), issue.get("state"))
+            fields = issues.get(key)  # type: ignore[assignment]
+            if fields is None:
+                fields = issues[key] = _issue_fields(issue)
+        user = node.get("user")
+        project = node.get("project")
+        yield make(
+            (
+                _number(node["id"]),
+                str(node["spentAt"]),
+                int(node["timeSpent"]),
+                str(user.get("username") or "") if user else "",
+                fields[0],
+                fields[1],
+                fields[2],
+                str(project.get("fullPath") or "") if project else "",
+                fields[3],
+                fields[4],
+            )
+        )
+
+
+def timelog_record(node: dict[str, Any]) -> GitLabTimelog:
+    """One GraphQL timelog node as a record."""
+    return next(timelog_records([node]))
