@@ -21,8 +21,11 @@ table, spreadsheet, the Time Tracking epic where GitLab has epics) and kept curr
 manager adds `ManagerCertifiedTimesheet`. Budgets come from the engagement's opportunity in Salesforce
 (`budget_field`, else quantity x hours per SKU from `include/ps_timesheet_rollup/rules.yml`, which
 also holds role targets, job titles, the rate card and the time-and-materials engagement types).
-Finance gets one mail per run listing what landed. Unapproved hours are listed in the run summary,
-never exported.
+Finance gets one mail per run listing what landed (once per export version, also across a kill
+during the send). Unapproved hours are listed in the run summary, never exported. A failed
+Salesforce budget lookup exports and locks nothing that needs a budget; the run fails naming the
+opportunities and the next run exports them. Categories come from the issue's parent work item
+where GitLab has one, else labels or the configured `category_issues`.
 
 **Connections:** `gitlab_default`, `salesforce_default`, `ps_state`, `smtp_default`, the exports
 connection.
@@ -93,6 +96,8 @@ def ps_timesheet_rollup():
 
     @task(task_display_name="Roll up approved hours and export")
     def roll_up(_schema: list[str], **context) -> dict:
+        from zoneinfo import ZoneInfo
+
         from airflow.sdk import Variable
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -101,40 +106,42 @@ def ps_timesheet_rollup():
         from ps_integrations.hooks.gitlab import GitLabHook
         from ps_integrations.hooks.salesforce import SalesforceHook
         from ps_integrations.jobs.timesheets import (
+            JOB,
+            ExportLedger,
             RollupConfig,
             TimesheetRollup,
             check_time_zones,
             load_rules,
             selected_periods,
         )
+        from ps_integrations.mail import send_html_mail
+        from ps_integrations.run_window import run_window
         from ps_integrations.state_store import StateStore
+        from ps_integrations.stores.sent_mail import SentMailLedger
 
-        config = RollupConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
         params = context["params"]
-        now = clock.now()
-        end = context.get("data_interval_end")
-        start = context.get("data_interval_start")
-        until = (
-            end.in_timezone(config.business_timezone).date()
-            if end is not None and start is not None and end > start
-            else clock.today(config.business_timezone)
-        )
-        job = TimesheetRollup(
-            GitLabHook(),
-            SalesforceHook(),
-            StateStore(),
-            ExportStore.from_variables(),
-            config,
-            load_rules(),
-            context["run_id"],
-        )
         try:
+            config = RollupConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
             check_time_zones(BUSINESS_TIMEZONE, config)
+            window = run_window(context, default=timedelta(weeks=1), now=clock.now())  # manual runs: up to now
+            until = window.end.astimezone(ZoneInfo(config.business_timezone)).date()
             selection = selected_periods(
                 params["period"], params["period_start"], params["period_end"], config.period_length
             )
+            store = StateStore()
+            job = TimesheetRollup(
+                GitLabHook(),
+                SalesforceHook(),
+                ExportLedger(store),
+                SentMailLedger(store, JOB),
+                send_html_mail,
+                ExportStore.from_variables(),
+                config,
+                load_rules(),
+                context["run_id"],
+            )
             today = clock.today(config.business_timezone)
-            summary = job.run(until, selection, today, now, preview=bool(params.get("preview")))
+            summary = job.run(until, selection, today, clock.now(), preview=bool(params.get("preview")))
         except ConfigurationError as error:
             raise AirflowFailException(str(error)) from error  # fix the setting or the params; a retry will not help
         return summary.to_dict()

@@ -2,7 +2,8 @@
 executed by graphql-core against the same backend as REST.
 
 Covered: ``timelogs`` (on Query, Group and Project), ``currentUser``, ``group``, ``project``,
-``issue``; timelog nodes with ``id spentAt timeSpent summary note user issue project``; issues
+``issue``, ``workItem`` (widgets: hierarchy with ``parent``, labels);
+timelog nodes with ``id spentAt timeSpent summary note user issue project``; issues
 with ``labels``, ``epic``, ``assignees``, ``state``, ``closedAt``, ``webUrl``. Connections have
 ``nodes``, ``edges { cursor node }``, ``pageInfo``, ``count`` and (timelogs) ``totalSpentTime``.
 Page size: ``first`` up to 100 (the default). Unknown fields and bad arguments come back in
@@ -21,6 +22,7 @@ from graphql import GraphQLError, build_schema, graphql_sync
 from sandbox.gitlab.models import GitLabBackend, Issue, Timelog, User, iso, parse_time
 
 MAX_PAGE_SIZE = 100
+EPIC_WORK_ITEM_OFFSET = 1_000_000  # epics' work items have ids of their own, apart from the issues'
 NO_ACCESS = (
     "The resource that you are attempting to access does not exist or you don't have permission to perform this action"
 )
@@ -36,6 +38,7 @@ scalar TimelogID
 scalar NoteID
 scalar EpicID
 scalar LabelID
+scalar WorkItemID
 
 enum TimelogSort { SPENT_AT_ASC SPENT_AT_DESC TIME_SPENT_ASC TIME_SPENT_DESC CREATED_AT_ASC CREATED_AT_DESC }
 enum IssueState { opened closed locked all }
@@ -114,8 +117,31 @@ type TimelogConnection {
   pageInfo: PageInfo!
 }
 
+# Work items (issue #20): an issue is a work item with the same global id number; an issue's parent
+# (its epic, on Premium/Ultimate) is read from the hierarchy widget.
+enum WorkItemWidgetType { HIERARCHY LABELS }
+interface WorkItemWidget { type: WorkItemWidgetType }
+type WorkItemType { id: ID! name: String! }
+type WorkItemWidgetHierarchy implements WorkItemWidget {
+  type: WorkItemWidgetType
+  hasParent: Boolean!
+  parent: WorkItem
+  hasChildren: Boolean!
+}
+type WorkItemWidgetLabels implements WorkItemWidget { type: WorkItemWidgetType labels: LabelConnection }
+type WorkItem {
+  id: WorkItemID!
+  iid: String!
+  title: String!
+  state: String!
+  webUrl: String
+  workItemType: WorkItemType!
+  widgets: [WorkItemWidget!]
+}
+
 type Query {
   currentUser: UserCore
+  workItem(id: WorkItemID!): WorkItem
   group(fullPath: ID!): Group
   project(fullPath: ID!): Project
   issue(id: IssueID!): Issue
@@ -289,6 +315,59 @@ class Resolvers:
             "timeEstimate": stats["time_estimate"],
         }
 
+    def work_item_of_epic(self, epic: Any) -> dict[str, Any]:
+        group = self.backend.groups[epic.group_id]
+        return {
+            "id": gid("WorkItem", EPIC_WORK_ITEM_OFFSET + epic.id),
+            "iid": str(epic.iid),
+            "title": epic.title,
+            "state": "OPEN" if epic.state == "opened" else "CLOSED",
+            "webUrl": f"{self.backend.base_url}/groups/{group.full_path}/-/epics/{epic.iid}",
+            "workItemType": {"id": "gid://gitlab/WorkItems::Type/8", "name": "Epic"},
+            "widgets": [
+                {
+                    "__typename": "WorkItemWidgetHierarchy",
+                    "type": "HIERARCHY",
+                    "hasParent": False,
+                    "parent": None,
+                    "hasChildren": any(i.epic_id == epic.id for i in self.backend.issues.values()),
+                },
+            ],
+        }
+
+    def work_item_of_issue(self, issue: Issue) -> dict[str, Any]:
+        """An issue as a work item: its parent is its epic (Premium); Free/CE issues have none."""
+        epic = self.backend.epics.get(issue.epic_id) if issue.epic_id and self.backend.has_epics else None
+        return {
+            "id": gid("WorkItem", issue.id),
+            "iid": str(issue.iid),
+            "title": issue.title,
+            "state": "OPEN" if issue.state == "opened" else "CLOSED",
+            "webUrl": self.backend.issue_url(issue),
+            "workItemType": {"id": "gid://gitlab/WorkItems::Type/1", "name": "Issue"},
+            "widgets": [
+                {
+                    "__typename": "WorkItemWidgetHierarchy",
+                    "type": "HIERARCHY",
+                    "hasParent": epic is not None,
+                    "parent": self.work_item_of_epic(epic) if epic else None,
+                    "hasChildren": False,
+                },
+                {
+                    "__typename": "WorkItemWidgetLabels",
+                    "type": "LABELS",
+                    "labels": lambda _info, first=None, after=None: connection(
+                        [
+                            {"id": gid("ProjectLabel", 0), "title": name, "color": "#428BCA", "description": None}
+                            for name in issue.labels
+                        ],
+                        first,
+                        after,
+                    ),
+                },
+            ],
+        }
+
     def timelog(self, timelog: Timelog) -> dict[str, Any]:
         note = self.backend.notes.get(timelog.note_id) if timelog.note_id else None
         issue = self.backend.issues.get(timelog.issue_id)
@@ -385,6 +464,13 @@ class Resolvers:
             found = backend.issues.get(parse_gid(id, "Issue"))
             return self.issue(found) if found else None
 
+        def work_item(_info: Any, id: str) -> dict[str, Any] | None:
+            number = parse_gid(id, "WorkItem")
+            if number in backend.issues:
+                return self.work_item_of_issue(backend.issues[number])
+            epic = backend.epics.get(number - EPIC_WORK_ITEM_OFFSET) if backend.has_epics else None
+            return self.work_item_of_epic(epic) if epic else None
+
         def timelogs(
             _info: Any, groupId: str | None = None, projectId: str | None = None, **kwargs: Any
         ) -> dict[str, Any]:
@@ -407,6 +493,7 @@ class Resolvers:
             "project": project,
             "issue": issue,
             "timelogs": timelogs,
+            "workItem": work_item,
         }
 
 

@@ -123,6 +123,15 @@ TIMESHEET_ROLLUP = Target(
     dag_id="ps_timesheet_rollup",
     steps=(Step({"period": None, "period_start": None, "period_end": None}),),
     seed=reseeded,
+    # the finance mail per export (SentMailLedger: "sending:<version>" while in flight; the run
+    # names an interrupted one by its folder)
+    records=(
+        StateRecords(
+            "SELECT name AS key, substr(name, 6) AS name, "
+            "CASE WHEN value LIKE 'sending:%' THEN 'sending' ELSE 'sent' END AS status "
+            "FROM job_values WHERE job = 'ps_timesheet_rollup' AND name LIKE 'mail:%'"
+        ),
+    ),
 )
 
 # --- ps_csat_surveys ---------------------------------------------------------------------------------

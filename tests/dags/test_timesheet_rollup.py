@@ -393,7 +393,9 @@ def test_the_schedule_and_the_dating_time_zone_must_agree(dag, product_env, monk
 
 def test_a_free_gitlab_on_a_non_utc_server_with_duplicate_pages(dag, product_env, monkeypatch):
     from ps_integrations.exceptions import GitLabApiError
-    from ps_integrations.jobs.timesheets import TIMELOGS_QUERY
+    from ps_integrations.hooks.gitlab import TIMELOGS_QUERY_TEMPLATE
+
+    TIMELOGS_QUERY = TIMELOGS_QUERY_TEMPLATE % {"epic": "epic { title }"}
     from sandbox.seeds import load_seed_file
 
     seed = load_seed_file()
@@ -451,7 +453,6 @@ def certification_issues(period: str) -> dict[str, object]:
 
 def test_certification_issues_are_opened_once_kept_current_and_left_to_people(dag, product_env, monkeypatch):
     from ps_integrations.exceptions import GitLabApiError
-    from ps_integrations.jobs.timesheets import TimesheetRollup
 
     GitLabHook().client.groups.get("professional-services").epics.create({"title": "Time Tracking"})  # the handbook's
     engineer = all_engineers()[0]
@@ -463,7 +464,7 @@ def test_certification_issues_are_opened_once_kept_current_and_left_to_people(da
         raise GitLabApiError(500, "POST /projects/:id/issues", "killed between the create and the link")
 
     with monkeypatch.context() as patch:
-        patch.setattr(TimesheetRollup, "_link_to_epic", killed)
+        patch.setattr(GitLabHook, "add_issue_to_epic", killed)
         run_refused(dag)
     run(dag)
 
@@ -496,3 +497,43 @@ def test_certification_issues_are_opened_once_kept_current_and_left_to_people(da
     add_timelog(product_env, engineer, 3600, datetime(2026, 11, 20, 10, 0, tzinfo=UTC))
     run(dag)
     assert approval_project().issues.get(mine.iid).description == updated.description  # certified: left alone
+
+
+def test_a_failed_budget_lookup_exports_locks_and_mails_nothing_and_the_next_run_recovers(dag, product_env):
+    """#23: the roll-up used to export and lock periods without budgets when Salesforce failed."""
+    admin = product_env.admin_url + "/salesforce/faults"
+    script = {"endpoint": "query", "kind": "server_error", "count": 1}
+    requests.post(admin + "/script", json=script, timeout=10).raise_for_status()
+
+    run_refused(dag)  # fails at the end, naming what failed
+
+    assert requests.get(admin, timeout=10).json()["injected"] == {"server_error": 1}
+    [row] = StateStore().fetch_all("platform/runs_of_dag", {"dag_id": "ps_timesheet_rollup"})[:1]
+    failures = json.loads(row["counts_json"])["failures"]
+    assert failures and {(f["system"], f["field"]) for f in failures} == {("Salesforce", "Budgeted_Hours__c")}
+    assert all(f["record"].startswith("opportunity 006") and "period 2026-W" in f["record"] for f in failures)
+    assert ExportStore.from_variables().list_folder("timesheets") == []  # nothing without its budgets
+    assert StateStore().fetch_all("timesheets/all_locks") == [] and finance_mails(product_env) == []
+
+    run(dag)  # Salesforce answers again: everything goes out, once
+
+    progress = read("timesheets/2026-W40", "engagement_progress.csv")
+    assert {row["budget_source"] for row in progress} >= {"opportunity", "sku_table"}
+    assert StateStore().fetch_all("timesheets/all_locks") and len(finance_mails(product_env)) == 1
+
+
+def test_premium_categories_come_from_the_parent_work_item_not_from_issue_epic(dag, product_env):
+    """#20: Issue.epic is retiring; on Premium the parent work item (the epic) names the category."""
+    backend = product_env.standin("gitlab").backend
+    category_issues = [i for i in backend.issues.values() if i.title.endswith(" - time tracking")]
+    for issue in category_issues:  # only the parent work item can tell the category now
+        issue.labels = [label for label in issue.labels if not label.startswith("timesheet-category::")]
+
+    run(dag, period="2026-W41")
+
+    assert "GitLab has epics: categories from the issue's parent work item (its epic)" in last_summary()
+    rows = read("timesheets/2026-W41", "approved_hours.csv")
+    by_issue = {row["engagement"]: row["category"] for row in rows if row["category"] != "Project Work"}
+    titles = {backend.issue_url(issue): backend.epics[issue.epic_id].title for issue in category_issues}
+    assert by_issue and all(titles[url] == category for url, category in by_issue.items())
+    assert "Uncategorised" not in {row["category"] for row in rows}

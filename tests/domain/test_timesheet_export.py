@@ -10,8 +10,9 @@ from decimal import Decimal
 
 import pytest
 
+from ps_integrations.domain.timesheet_export import EngagementInfo, period_export
 from ps_integrations.domain.timesheets import Entry, period_of
-from ps_integrations.jobs.timesheets import EngagementInfo, load_rules, period_export
+from ps_integrations.jobs.timesheets import load_rules
 
 WEEK = period_of(date(2026, 11, 9))
 ACME = "https://gitlab.example/ps/engagements/-/issues/1"
@@ -181,7 +182,7 @@ def test_rows_come_in_engineer_day_engagement_order():
     import random
     from operator import attrgetter
 
-    from ps_integrations.jobs.timesheets import _by_engineer_day_engagement
+    from ps_integrations.domain.timesheet_export import _by_engineer_day_engagement
 
     rng = random.Random(3)
     entries = [
@@ -226,9 +227,53 @@ def test_the_schedule_and_the_dating_time_zone_are_one():
 
 
 def test_category_settings_name_known_categories():
+    from ps_integrations.exceptions import ConfigurationError
     from ps_integrations.jobs.timesheets import RollupConfig
 
     config = RollupConfig.from_mapping({"category_issues": {"https://x/issues/7": "PS Internal"}})
     assert config.categories.category(False, None, (), "https://x/issues/7") == "PS Internal"
-    with pytest.raises(ValueError, match=r"category_labels names unknown categories \['Lunch'\]"):
+    with pytest.raises(ConfigurationError, match=r"category_labels names unknown categories \['Lunch'\]"):
         RollupConfig.from_mapping({"category_labels": {"lunch": "Lunch"}})
+
+
+# --- budgets (#16: one implementation, tested directly; #23: a failed lookup is never exported) -----------
+def test_the_budget_field_wins_else_hours_per_sku_and_the_main_sku_is_the_largest_line():
+    rules = load_rules()
+    lines = [("GL-IMPL-QS", "2", "5000"), ("GL-TRAIN", "1", "9000")]
+    from ps_integrations.domain.timesheet_export import Budget, engagement_budget
+
+    assert engagement_budget("120", lines, rules) == Budget(Decimal(120), "GL-TRAIN", "opportunity")
+    from_skus = engagement_budget(None, lines, rules)
+    assert from_skus.source == "sku_table" and from_skus.sku == "GL-TRAIN"
+    assert from_skus.hours == rules.budget_from_skus([("GL-IMPL-QS", Decimal(2)), ("GL-TRAIN", Decimal(1))])
+    assert engagement_budget("", [("UNKNOWN", "1", "1")], rules) == Budget(None, "UNKNOWN", "")
+    assert engagement_budget(None, [], rules) == Budget(None, "", "")
+
+
+def test_budgets_join_by_18_or_15_character_id_and_a_failed_lookup_marks_engagements():
+    from ps_integrations.domain.timesheet_export import (
+        Budget,
+        engagements_without_budget,
+        with_budgets,
+        without_budgets,
+    )
+
+    directory = {
+        "e1": EngagementInfo("e1", "0065g00000AbCdE"),  # 15 characters in the marker
+        "e2": EngagementInfo("e2", "0065g00000ZZZZZAAA"),
+        "e3": EngagementInfo("e3", problem="engagement issue has no opportunity link"),
+    }
+    joined = with_budgets(directory, {"0065g00000AbCdE": Budget(Decimal(40), "GL-IMPL-QS", "opportunity")})
+    assert (joined["e1"].budgeted_hours, joined["e1"].sku, joined["e1"].budget_source) == (
+        Decimal(40),
+        "GL-IMPL-QS",
+        "opportunity",
+    )
+    assert joined["e2"].problem == "opportunity 0065g00000ZZZZZAAA not found in Salesforce"
+    assert joined["e3"] == directory["e3"]
+
+    failed = without_budgets(directory, "REQUEST_LIMIT_EXCEEDED: limit")
+    day = date(2026, 11, 9)
+    entries = [Entry("1", "a", day, "e2", "Project Work", 60), Entry("2", "a", day, "e3", "Project Work", 60)]
+    assert [info.url for info in engagements_without_budget(entries, failed)] == ["e2"]
+    assert engagements_without_budget(entries, joined) == []

@@ -8,6 +8,14 @@ from decimal import Decimal
 
 import pytest
 
+from ps_integrations.domain.timesheet_certification import (
+    certification_description,
+    certification_digest,
+    certification_marker,
+    certification_rows,
+    find_certification,
+)
+from ps_integrations.domain.timesheet_entries import local_date
 from ps_integrations.domain.timesheets import (
     ApprovalIssue,
     ApprovalLabels,
@@ -17,13 +25,7 @@ from ps_integrations.domain.timesheets import (
     adjustments,
     approved_periods,
     category_of,
-    certification_description,
-    certification_digest,
-    certification_marker,
-    certification_rows,
-    find_certification,
     line_hours,
-    local_date,
     parse_period_key,
     period_of,
     progress,
@@ -264,3 +266,21 @@ def test_the_certification_table_adds_up_to_the_export():
 
 def test_a_tiny_correction_is_written_as_zero_not_minus_zero():
     assert [format(value, "f") for value in (round_hours(-100), line_hours("none", [-10]))] == ["0.00", "0.00"]
+
+
+def test_local_date_is_the_roll_ups_fast_reader_at_every_minute_of_both_dst_nights():
+    """One implementation (#16): ``local_date`` is the hour-cached reader the roll-up dates timelogs with;
+    pinned here against zoneinfo's own conversion, minute by minute around both changes."""
+    from datetime import UTC, timedelta
+    from zoneinfo import ZoneInfo
+
+    from ps_integrations.domain.timesheet_entries import local_day_reader
+
+    for zone in ("Europe/Berlin", "America/New_York", "Pacific/Auckland", "Asia/Kolkata"):
+        read = local_day_reader(zone)
+        for night in (datetime(2026, 3, 28, 20, tzinfo=UTC), datetime(2026, 10, 24, 20, tzinfo=UTC)):
+            for minute in range(0, 36 * 60, 7):
+                moment = night + timedelta(minutes=minute, seconds=31)
+                expected = moment.astimezone(ZoneInfo(zone)).date()
+                assert read(moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")) == expected, (zone, moment)
+                assert local_date(moment, zone) == expected

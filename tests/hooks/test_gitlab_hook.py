@@ -190,7 +190,9 @@ def test_time_written_through_rest_and_spend_is_read_through_graphql(hook, sandb
     issue.notes.create({"body": "Workshop\n/spend 2h 2026-10-30"})
     issue.notes.create({"body": "Correction\n/spend -15m 2026-10-30"})
 
+    requests_before = hook.requests_made
     nodes = list(hook.graphql_nodes(TIMELOGS_QUERY, {"project": f"gid://gitlab/Project/{project.id}"}, ["timelogs"]))
+    pages = hook.requests_made - requests_before
 
     assert [(n["timeSpent"], n["summary"], (n["note"] or {}).get("body")) for n in nodes] == [
         (7200, None, "Workshop"),
@@ -203,7 +205,7 @@ def test_time_written_through_rest_and_spend_is_read_through_graphql(hook, sandb
         nodes[0]["issue"]["iid"] == str(issue.iid)
         and nodes[0]["project"]["fullPath"] == "professional-services/finance"
     )
-    assert hook.graphql_pages == 2
+    assert pages == 2
     totals = hook.graphql_query(TIMELOGS_QUERY, {"project": f"gid://gitlab/Project/{project.id}", "after": None})
     assert (totals["timelogs"]["count"], totals["timelogs"]["totalSpentTime"]) == (3, "9000")
     assert project.issues.get(issue.iid).time_stats()["human_total_time_spent"] == "2h 30m"

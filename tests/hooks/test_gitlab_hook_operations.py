@@ -116,3 +116,49 @@ def test_pacing_spaces_requests(hook):
     list(hook.list_issues(ENGAGEMENTS))
     hook.get_issue(ENGAGEMENTS, 1)
     assert len(calls) == 2
+
+
+# --- timesheets ---
+def test_timelogs_figures_and_page_count_come_back_typed(hook, gitlab_env):
+    group = hook.group_gid("professional-services")
+    before = hook.requests_made
+    listing = hook.list_timelogs(group, "2026-10-18", "2026-10-26", with_epic=True)
+
+    assert listing.timelogs and listing.pages == hook.requests_made - before == -(-len(listing.timelogs) // 100)
+    assert listing.duplicates == 0 and len({t.id for t in listing.timelogs}) == len(listing.timelogs)
+    assert all(t.id.isdigit() and t.spent_at[:10] >= "2026-10-17" for t in listing.timelogs)
+    assert {t.epic_title for t in listing.timelogs if t.project == TIME_TRACKING} - {None}  # asked: Premium
+    [(count, seconds)] = hook.timelog_figures(group, [("2026-10-18", "2026-10-26")])
+    assert (count, seconds) == (len(listing.timelogs), sum(t.seconds for t in listing.timelogs))
+
+
+def test_what_the_instance_offers_and_parent_work_items(hook, gitlab_env):
+    assert "epic" in hook.type_fields("Issue") and "parent" in hook.type_fields("WorkItemWidgetHierarchy")
+    assert hook.type_fields("NoSuchType") == frozenset()
+    backend = gitlab_env.backend
+    under_epic = [i for i in backend.issues.values() if i.epic_id]
+    alone = next(i for i in backend.issues.values() if not i.epic_id)
+    wanted = [i.id for i in under_epic[:60]] + [alone.id]  # more than one request of 50
+
+    parents = hook.work_item_parents(wanted)
+
+    assert parents == {i.id: backend.epics[i.epic_id].title for i in under_epic[:60]}
+    backend.edition = "free"
+    assert "epic" not in hook.type_fields("Issue") and "parent" in hook.type_fields("WorkItemWidgetHierarchy")
+    assert hook.work_item_parents(wanted) == {}  # Free/CE: issues have no parent epic
+    assert hook.find_epic("professional-services", "PS Internal") is None  # no epics API on Free
+
+
+def test_members_uploads_and_epics(hook, gitlab_env):
+    members = hook.group_members_with_titles("professional-services")
+    titles = {member.user.username: member.job_title for member in members}
+    assert titles["delivery-manager-1"] == "Delivery Manager"
+    markdown = hook.upload_file(TIME_TRACKING, "sheet.xlsx", b"PK\x03\x04")
+    assert markdown.startswith("[sheet.xlsx](/uploads/")
+    epic = hook.find_epic("professional-services", "PS Internal")
+    assert epic is not None and epic.title == "PS Internal"
+    issue = hook.create_issue(TIME_TRACKING, "Timesheet", "table")
+    hook.add_issue_to_epic("professional-services", epic.iid, issue.id)
+    assert issue.id in hook.epic_issue_ids("professional-services", epic.iid)
+    with pytest.raises(GitLabApiError):
+        hook.add_issue_to_epic("professional-services", 9999, issue.id)

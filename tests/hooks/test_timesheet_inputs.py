@@ -9,12 +9,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from ps_integrations.domain.timesheet_entries import to_entries
 from ps_integrations.domain.timesheets import ApprovalLabels, approved_periods, read_approval, totals
-from ps_integrations.hooks.gitlab import GitLabHook
-from ps_integrations.jobs.timesheets import fetch_approval_issues, fetch_timelogs, gitlab_capabilities, to_entries
+from ps_integrations.hooks.gitlab import GitLabHook, TimelogListing, timelog_record
+from ps_integrations.jobs.timesheets.reads import gitlab_capabilities, query_range, read_approval_issues
 
 GROUP = "professional-services"
 ENGAGEMENTS = "professional-services/engagements"
+
+
+def fetch_timelogs(hook: GitLabHook, group: str, first: date, last: date, with_epic: bool = True) -> TimelogListing:
+    return hook.list_timelogs(hook.group_gid(group), *query_range(first, last), with_epic=with_epic)
 
 
 @pytest.fixture
@@ -25,11 +30,12 @@ def hook(sandbox, monkeypatch):
 
 def test_a_week_of_timelogs_becomes_unrounded_entries_in_the_business_time_zone(hook, sandbox):
     monday, sunday = date(2026, 10, 19), date(2026, 10, 25)
-    nodes = fetch_timelogs(hook, GROUP, monday, sunday)
+    listing = fetch_timelogs(hook, GROUP, monday, sunday)
+    nodes = listing.timelogs
     entries, findings = to_entries(nodes, "Europe/Berlin", ENGAGEMENTS, monday, sunday, today=date(2026, 11, 21))
 
     assert entries and all(monday <= entry.day <= sunday for entry in entries)
-    assert hook.graphql_pages == -(-len(nodes) // 100)
+    assert listing.pages == -(-len(nodes) // 100)
     per_engineer = totals(entries).by_engineer
     assert len(per_engineer) == 17
     assert all(Decimal(20) <= hours <= Decimal(48) for hours in per_engineer.values())
@@ -53,7 +59,7 @@ def test_seeded_approvals_include_untrusted_ones(hook):
     engineers = {
         user.username for user in hook.client.users.list(get_all=True) if user.username.split(".")[-1].startswith("ps")
     }
-    issues = fetch_approval_issues(hook, "professional-services/time-tracking", ApprovalLabels())
+    issues = read_approval_issues(hook, "professional-services/time-tracking", ApprovalLabels())
     approvals = [read_approval(issue, ApprovalLabels(), engineers) for issue in issues]
 
     untrusted = [a for a in approvals if not a.trusted]
@@ -63,15 +69,17 @@ def test_seeded_approvals_include_untrusted_ones(hook):
 
 
 # --- issue #20 -------------------------------------------------------------------------------------------
-def node(timelog_id: int, spent_at: str, seconds: int = 3600, title: str | None = "PS Internal") -> dict:
-    return {
-        "id": f"gid://gitlab/Timelog/{timelog_id}",
-        "spentAt": spent_at,
-        "timeSpent": seconds,
-        "user": {"username": "amara.ps1"},
-        "issue": {"webUrl": "https://x/issues/1", "state": "opened", "epic": {"title": title} if title else None},
-        "project": {"fullPath": "professional-services/time-tracking"},
-    }
+def node(timelog_id: int, spent_at: str, seconds: int = 3600, title: str | None = "PS Internal"):
+    return timelog_record(
+        {
+            "id": f"gid://gitlab/Timelog/{timelog_id}",
+            "spentAt": spent_at,
+            "timeSpent": seconds,
+            "user": {"username": "amara.ps1"},
+            "issue": {"webUrl": "https://x/issues/1", "state": "opened", "epic": {"title": title} if title else None},
+            "project": {"fullPath": "professional-services/time-tracking"},
+        }
+    )
 
 
 def test_future_dated_time_is_a_finding_and_no_entry():
@@ -116,10 +124,9 @@ def test_date_only_entries_keep_the_server_day(spent_at, server, business, day):
 
 def test_timelogs_on_two_pages_count_once(hook, sandbox):
     sandbox.standin("gitlab").backend.timelog_page_overlap = 2
-    stats: dict[str, int] = {}
-    nodes = fetch_timelogs(hook, GROUP, date(2026, 10, 19), date(2026, 10, 25), stats=stats)
-    assert len({n["id"] for n in nodes}) == len(nodes)
-    assert stats["duplicates"] == 2 * (hook.graphql_pages - 1) > 0
+    listing = fetch_timelogs(hook, GROUP, date(2026, 10, 19), date(2026, 10, 25))
+    assert len({t.id for t in listing.timelogs}) == len(listing.timelogs)
+    assert listing.duplicates == 2 * (listing.pages - 1) > 0
 
 
 def test_the_instance_says_whether_issues_have_epics(hook, sandbox):
@@ -127,7 +134,7 @@ def test_the_instance_says_whether_issues_have_epics(hook, sandbox):
     sandbox.standin("gitlab").backend.edition = "free"
     free = gitlab_capabilities(hook)
     assert free.issue_epic is False
-    nodes = fetch_timelogs(hook, GROUP, date(2026, 10, 19), date(2026, 10, 25), free)
+    nodes = fetch_timelogs(hook, GROUP, date(2026, 10, 19), date(2026, 10, 25), free.issue_epic).timelogs
     entries, _ = to_entries(nodes, "UTC", ENGAGEMENTS, date(2026, 10, 19), date(2026, 10, 25), date(2026, 11, 21))
     assert "Uncategorised" not in {entry.category for entry in entries}  # the seed's category labels
     assert {entry.category for entry in entries} >= {"Project Work", "PS Internal"}

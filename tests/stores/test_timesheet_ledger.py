@@ -9,7 +9,7 @@ import pytest
 
 from ps_integrations.domain.timesheets import Entry, adjustments
 from ps_integrations.exports import Column, csv_file, json_file
-from ps_integrations.jobs.timesheets import ExportLedger
+from ps_integrations.stores.timesheets import ExportLedger
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 WEEK = "2026-W46"
@@ -47,16 +47,16 @@ def test_a_change_to_a_locked_period_is_one_adjustment_reported_in_the_next_expo
 
     ledger.record_adjustments(WEEK, changes, NOW)
     ledger.record_adjustments(WEEK, changes, NOW)  # seen again by the next run: still once
-    assert len(ledger.pending_adjustments()) == 3
+    assert ledger.pending_adjustment_count() == 3
     reported = ledger.attach_pending("timesheets/2026-W47")
 
-    assert [(row["timelog_id"], row["change"], row["original_hours"], row["new_hours"]) for row in reported] == [
+    assert [(row.timelog_id, row.change, row.original_hours, row.new_hours) for row in reported] == [
         ("1", "edited", "2.00", "2.50"),
         ("2", "removed", "3.00", ""),
         ("3", "added", "", "1.00"),
     ]
     ledger.record_adjustments(WEEK, changes, NOW)
-    assert ledger.pending_adjustments() == []
+    assert ledger.pending_adjustment_count() == 0
     assert ledger.attach_pending("timesheets/2026-W48") == []
     assert ledger.reported_in("timesheets/2026-W47") == reported
 
@@ -89,7 +89,7 @@ def test_rows_exported_before_seconds_were_kept_are_read_from_their_hours(store)
 
 
 def test_timelogs_exported_before_seconds_were_kept_are_not_adjustments_when_they_still_round_the_same(store):
-    from ps_integrations.jobs.timesheets import as_exported_before_seconds
+    from ps_integrations.domain.timesheet_export import as_exported_before_seconds
 
     for timelog_id, hours in (("1", "0.00"), ("2", "0.25")):  # a 6-minute and an 8-minute entry, rounded as of #8
         store.execute(

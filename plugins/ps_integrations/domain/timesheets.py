@@ -1,22 +1,19 @@
 """Timesheet roll-up rules (issue #8): periods, rounding, approvals, categories, utilization,
 engagement progress and adjustments to locked periods. Pure: no I/O, no clock.
 
-This is the domain core; the DAG that fetches timelogs (GitLab GraphQL), approval issues (REST)
-and writes the finance exports builds on it.
+The domain core; ``timesheet_entries`` turns timelogs into entries, ``timesheet_export`` builds a
+period's files and ``timesheet_certification`` the managers' certification issues.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import NamedTuple, TypeVar
-from zoneinfo import ZoneInfo
 
 T = TypeVar("T")
 
@@ -70,11 +67,25 @@ def parse_period_key(key: str) -> Period:
     return period_of(date(int(year), int(month), 1), "month")
 
 
-def local_date(moment: datetime, business_timezone: str) -> date:
-    """The business-local date of an instant (``spentAt`` is UTC): midnight edges and DST included."""
-    if moment.tzinfo is None:
-        raise ValueError("timelog times must carry a time zone")
-    return moment.astimezone(ZoneInfo(business_timezone)).date()
+def periods_between(first: date, last: date, length: str) -> list[Period]:
+    """Every period of ``length`` overlapping first..last (inclusive)."""
+    periods, day = [], first
+    while day <= last:
+        period = period_of(day, length)
+        periods.append(period)
+        day = period.end
+    return periods
+
+
+def contiguous_ranges(periods: Iterable[Period]) -> list[tuple[date, date]]:
+    """Inclusive date ranges covering the periods, adjacent periods merged (one fetch per range)."""
+    ranges: list[list[date]] = []
+    for period in sorted(set(periods)):
+        if ranges and period.start <= ranges[-1][1] + timedelta(days=1):
+            ranges[-1][1] = max(ranges[-1][1], period.end - timedelta(days=1))
+        else:
+            ranges.append([period.start, period.end - timedelta(days=1)])
+    return [(start, end) for start, end in ranges]
 
 
 # --- hours -------------------------------------------------------------------------------------------
@@ -471,125 +482,31 @@ def adjustments(exported: Sequence[Entry], current: Sequence[Entry]) -> list[Adj
 
 @dataclass
 class Totals:
-    by_engineer: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
-    billable: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
-    pto: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    by_engineer: dict[str, Decimal] = field(default_factory=dict)
+    billable: dict[str, Decimal] = field(default_factory=dict)
+    pto: dict[str, Decimal] = field(default_factory=dict)
     corrections: list[Entry] = field(default_factory=list)
 
 
 def totals(entries: Iterable[Entry]) -> Totals:
-    """Sums of logged (unrounded) hours per engineer (negative corrections netted and listed)."""
-    result = Totals()
+    """Logged (unrounded) hours per engineer, billable and PTO too, to the hundredth; negative
+    corrections netted and listed. Sums whole seconds and converts once per engineer."""
+    logged: dict[str, int] = defaultdict(int)
+    billable: dict[str, int] = defaultdict(int)
+    pto: dict[str, int] = defaultdict(int)
+    corrections = []
     for entry in entries:
-        result.by_engineer[entry.engineer] += entry.hours
-        if is_billable(entry.category):
-            result.billable[entry.engineer] += entry.hours
-        if entry.category == PTO_CATEGORY:
-            result.pto[entry.engineer] += entry.hours
-        if entry.seconds < 0:
-            result.corrections.append(entry)
-    return result
-
-
-# --- certification issues (the handbook's ManagerCertifiedTimesheet issue, prepared) --------------------
-CERTIFICATION_MARKER = re.compile(
-    r"<!-- ps-integrations:timesheet-certification engineer=(?P<engineer>\S+) period=(?P<period>\S+) "
-    r"digest=(?P<digest>[0-9a-f]+) -->"
-)
-UPDATE_NOTE_MARKER = "<!-- ps-integrations:timesheet-certification-update digest={digest} -->"
-
-
-@dataclass(frozen=True)
-class CertificationRow:
-    """One row of a certification issue's table: an engagement (or internal category issue)."""
-
-    engagement: str
-    category: str
-    timelogs: int
-    seconds: int
-    hours: Decimal
-
-
-def certification_rows(entries: Iterable[Entry], policy: str) -> list[CertificationRow]:
-    """An engineer's period by engagement and category: each day's line rounded as in the export,
-    then summed per engagement (so the table adds up to the approved_hours.csv total)."""
-    lines: dict[tuple[str, str, date], list[int]] = defaultdict(list)
-    for entry in entries:
-        lines[(entry.engagement, entry.category, entry.day)].append(entry.seconds)
-    timelogs: dict[tuple[str, str], int] = defaultdict(int)
-    seconds: dict[tuple[str, str], int] = defaultdict(int)
-    hours: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    for (engagement, category, _day), logged in lines.items():
-        timelogs[(engagement, category)] += len(logged)
-        seconds[(engagement, category)] += sum(logged)
-        hours[(engagement, category)] += line_hours(policy, logged)
-    return [
-        CertificationRow(engagement, category, timelogs[key], seconds[key], hours[key].quantize(CENT))
-        for key in sorted(timelogs, key=lambda pair: (pair[1], pair[0]))
-        for engagement, category in [key]
-    ]
-
-
-def certification_digest(rows: Sequence[CertificationRow]) -> str:
-    """A short fingerprint of a table: the issue carries it, so a re-run knows what the issue shows."""
-    text = "\n".join(f"{r.engagement}|{r.category}|{r.timelogs}|{r.seconds}|{r.hours}" for r in rows)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def certification_marker(engineer: str, period: str, digest: str) -> str:
-    return f"<!-- ps-integrations:timesheet-certification engineer={engineer} period={period} digest={digest} -->"
-
-
-def find_certification(description: str | None) -> tuple[str, str, str] | None:
-    """(engineer, period, digest) of a certification issue's hidden marker, if it has one."""
-    match = CERTIFICATION_MARKER.search(description or "")
-    return (match["engineer"], match["period"], match["digest"]) if match else None
-
-
-def _minutes_text(seconds: int) -> str:
-    sign = "-" if seconds < 0 else ""
-    minutes = abs(seconds) // 60
-    return f"{sign}{minutes // 60}:{minutes % 60:02d}"
-
-
-def certification_description(
-    engineer: str,
-    manager: str,
-    period: Period,
-    rows: Sequence[CertificationRow],
-    spreadsheet_markdown: str,
-    labels: ApprovalLabels,
-    policy: str,
-) -> str:
-    """The issue body: what the manager certifies, the hours table, the spreadsheet, how to approve."""
-    last_day = period.end - timedelta(days=1)
-    total_seconds = sum(row.seconds for row in rows)
-    total_hours = sum((row.hours for row in rows), Decimal("0.00"))
-    table = [
-        "| Category | Engagement | Timelogs | Logged (h:mm) | Hours |",
-        "|---|---|---:|---:|---:|",
-        *(
-            f"| {row.category} | {row.engagement} | {row.timelogs} | {_minutes_text(row.seconds)} | {row.hours} |"
-            for row in rows
-        ),
-        f"| **Total** | | {sum(row.timelogs for row in rows)} | {_minutes_text(total_seconds)} | **{total_hours}** |",
-    ]
-    if not rows:
-        table = ["No time was logged in this period."]
-    return "\n".join(
-        [
-            f"Timesheet of @{engineer} for **{period.key}** ({period.start.isoformat()} to {last_day.isoformat()}),"
-            f" prepared for certification by @{manager}.",
-            "",
-            *table,
-            "",
-            f"Hours are rounded under the `{policy}` policy of the roll-up's rules. "
-            f"Spreadsheet: {spreadsheet_markdown}",
-            "",
-            f"To certify, add the label `{labels.levels[0]}`; the Head of PS adds `{labels.levels[1]}` and the "
-            f"PS Finance Partner `{labels.levels[2]}`. Until it is certified, late changes to the period's time "
-            "update this table and are noted below.",
-            "",
-            certification_marker(engineer, period.key, certification_digest(rows)),
-        ]
+        seconds = entry.seconds
+        logged[entry.engineer] += seconds
+        if entry.category == BILLABLE_CATEGORY:
+            billable[entry.engineer] += seconds
+        elif entry.category == PTO_CATEGORY:
+            pto[entry.engineer] += seconds
+        if seconds < 0:
+            corrections.append(entry)
+    return Totals(
+        {name: exact_hours(seconds) for name, seconds in logged.items()},
+        {name: exact_hours(seconds) for name, seconds in billable.items()},
+        {name: exact_hours(seconds) for name, seconds in pto.items()},
+        corrections,
     )

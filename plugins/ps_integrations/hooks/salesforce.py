@@ -18,6 +18,7 @@ per call, never a loop. API usage from ``Sforce-Limit-Info`` is exposed as ``api
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -457,6 +458,60 @@ class SalesforceHook(ProviderSalesforceHook):
             yield from page.get("elements") or []
             next_url = page.get("nextPageUrl")
             path = next_url.split(f"/services/data/v{self.version}/", 1)[-1] if next_url else None
+
+    # --- timesheets ---
+    def opportunity_budgets(self, opportunity_ids: list[str], budget_field: str) -> list[OpportunityBudget]:
+        """The budget field and line items of opportunities, 200 Ids a query.
+
+        :param opportunity_ids: opportunity Ids (quoted as SOQL strings).
+        :param budget_field: a field API name (``Budgeted_Hours__c``); validated before it is queried.
+        :return: what Salesforce returned; Ids it does not know are absent.
+        """
+        if not SOQL_FIELD.match(budget_field):
+            raise SalesforceApiError("INVALID_FIELD", f"budget_field {budget_field!r} is not a Salesforce field name")
+        wanted = sorted(set(opportunity_ids))
+        found = []
+        for offset in range(0, len(wanted), COLLECTION_LIMIT):
+            quoted = ", ".join(soql_string(oid) for oid in wanted[offset : offset + COLLECTION_LIMIT])
+            soql = (
+                f"SELECT Id, {budget_field}, (SELECT Quantity, TotalPrice, Product2.ProductCode "  # noqa: S608
+                f"FROM OpportunityLineItems ORDER BY Id) FROM Opportunity WHERE Id IN ({quoted})"
+            )
+            for record in self.query_records(soql):
+                items = (record.get("OpportunityLineItems") or {}).get("records") or []
+                value = record.get(budget_field)
+                found.append(
+                    OpportunityBudget(
+                        str(record["Id"]),
+                        None if value in (None, "") else str(value),
+                        tuple(
+                            OpportunityLine(
+                                str((item.get("Product2") or {}).get("ProductCode") or ""),
+                                str(item.get("Quantity") or 0),
+                                str(item.get("TotalPrice") or 0),
+                            )
+                            for item in items
+                        ),
+                    )
+                )
+        return found
+
+
+SOQL_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(__c)?$")
+
+
+@dataclass(frozen=True)
+class OpportunityLine:
+    sku: str  # Product2.ProductCode, empty when none
+    quantity: str  # as Salesforce sent it (a number)
+    total_price: str
+
+
+@dataclass(frozen=True)
+class OpportunityBudget:
+    opportunity_id: str  # 18 characters
+    budget: str | None  # the budget field as sent, None when empty
+    lines: tuple[OpportunityLine, ...]
 
 
 def soql_string(value: str) -> str:
