@@ -116,3 +116,10 @@ def test_pacing_spaces_requests(hook):
     list(hook.list_issues(ENGAGEMENTS))
     hook.get_issue(ENGAGEMENTS, 1)
     assert len(calls) == 2
+
+
+def test_group_member_job_titles(hook, gitlab_env):
+    titles = hook.group_member_job_titles("professional-services")
+    assert titles["head-of-ps"] == "Head of Professional Services"
+    assert set(titles) == {member.username for member in hook.group_members("professional-services")}
+    assert gitlab_env.call_counts()["list_group_members"] >= 1

@@ -457,3 +457,11 @@ class GitLabHook(BaseHook):
         handle = self.client.groups.get(group, lazy=True)
         members = self._pages(f"GET /groups/{group}/members/all", handle.members_all.list)
         return [user for user in map(_user, members) if user is not None]
+
+    # --- engagement close-out ---
+    def group_member_job_titles(self, group: str) -> dict[str, str]:
+        """``GET /groups/:id/members/all``: username -> job title of every direct and inherited member
+        (``""`` when the member has none)."""
+        handle = self.client.groups.get(group, lazy=True)
+        members = self._pages(f"GET /groups/{group}/members/all", handle.members_all.list)
+        return {str(raw["username"]): str(raw.get("job_title") or "") for raw in members if raw.get("username")}

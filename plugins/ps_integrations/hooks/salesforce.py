@@ -458,6 +458,12 @@ class SalesforceHook(ProviderSalesforceHook):
             next_url = page.get("nextPageUrl")
             path = next_url.split(f"/services/data/v{self.version}/", 1)[-1] if next_url else None
 
+    # --- opportunity sync ---
+    def record_url_base(self) -> str:
+        """``https://<instance>`` of the logged-in org (for Lightning record links), or ``""`` when unknown."""
+        instance = getattr(self.conn, "sf_instance", "")
+        return f"https://{instance}" if instance else ""
+
 
 def soql_string(value: str) -> str:
     """A SOQL string literal: quotes and backslashes escaped."""
