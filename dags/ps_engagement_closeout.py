@@ -98,9 +98,9 @@ def ps_engagement_closeout():
         params = context["params"]
         try:
             config = CloseoutConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
+            window = closeout_window(context)
         except ConfigurationError as error:
             raise AirflowFailException(str(error)) from error  # a retry would not fix it
-        window = closeout_window(context)
         ledger = CloseoutLedger(StateStore(), context["run_id"])
         job = EngagementCloseout(GitLabHook(), SalesforceHook(), ledger, ExportStore.from_variables(), config)
         summary = job.run(window, [int(iid) for iid in params["engagement_iids"]])

@@ -117,13 +117,19 @@ def ps_opportunity_sync():
 
     @task(task_display_name="Sync won opportunities to GitLab issues")
     def sync_opportunities(operator_requests: list[str], **context) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from ps_integrations.exceptions import ConfigurationError
         from ps_integrations.hooks.gitlab import GitLabHook
         from ps_integrations.hooks.salesforce import SalesforceHook
         from ps_integrations.jobs.opportunity_sync import OpportunitySync, sync_window
 
         params = context["params"]
         config = _config()
-        window = sync_window(context, config.overlap_minutes)
+        try:
+            window = sync_window(context, config.overlap_minutes)
+        except ConfigurationError as error:  # a bad since/until: a retry would not fix it
+            raise AirflowFailException(str(error)) from error
         job = OpportunitySync(SalesforceHook(), GitLabHook(), _ledger(context), config, params["dry_run"])
         summary = job.run(window, params["opportunity_ids"])
         for request in operator_requests:

@@ -5,7 +5,7 @@ Chatter post and its record files nothing twice, bad input is named, progress la
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -14,7 +14,7 @@ from ps_integrations.domain.engagement_closeout import Adjustment
 from ps_integrations.domain.opportunity_sync import marker
 from ps_integrations.exceptions import GitLabNotFoundError
 from ps_integrations.hooks.gitlab import GitLabIssue
-from ps_integrations.jobs.engagement_closeout import CloseoutConfig, EngagementCloseout
+from ps_integrations.jobs.engagement_closeout import CloseoutConfig, EngagementCloseout, closeout_window
 from ps_integrations.run_window import RunWindow
 from ps_integrations.stores.engagement_closeout import CloseoutRecord, ExportedEntry
 
@@ -245,3 +245,13 @@ def test_no_analysis_is_filed_without_the_people_to_mention(url):
 
     assert [(f.system, f.field) for f in summary.failures] == [("Airflow", "ps_engagement_closeout_config.controller")]
     assert salesforce.feed == [] and salesforce.versions == []
+
+
+def test_the_closes_a_run_reads():
+    interval = {"data_interval_start": WINDOW.start, "data_interval_end": WINDOW.end}
+    assert closeout_window({**interval, "params": {}}) == replace(WINDOW, source="data interval")
+    assert closeout_window({**interval, "params": {"engagement_iids": [3]}}) is None
+    manual = closeout_window({"params": {"since": "2026-11-20T00:00:00Z", "until": "2026-11-21T00:00:00Z"}})
+    assert manual is not None and manual.end - manual.start == timedelta(days=1)
+    last_hour = closeout_window({"params": {}})
+    assert last_hour is not None and last_hour.end - last_hour.start == timedelta(hours=1)

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import create_engine
 
 from ps_integrations.domain.opportunity_sync import SyncConfig, find_marker
-from ps_integrations.exceptions import GitLabNotFoundError
+from ps_integrations.exceptions import ConfigurationError, GitLabNotFoundError
 from ps_integrations.hooks.gitlab import GitLabIssue, GitLabNote, GitLabUser
-from ps_integrations.jobs.opportunity_sync import OpportunitySync
+from ps_integrations.jobs.opportunity_sync import OpportunitySync, sync_window
 from ps_integrations.run_window import RunWindow
 from ps_integrations.state_store import StateStore
 from ps_integrations.stores.opportunity_sync import OpportunityLedger
@@ -214,3 +214,35 @@ def test_a_failed_write_back_is_named_and_retried_next_run(ledger):
     salesforce.update_records = update_records
     done = sync(salesforce, gitlab, ledger)
     assert done.failures == [] and done.counts["written back"] == 1 and ledger().pending_writebacks() == []
+
+
+NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
+INTERVAL = {"data_interval_start": datetime(2026, 11, 23, 9, 45, tzinfo=UTC), "data_interval_end": NOW}
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        ({**INTERVAL, "params": {}}, (datetime(2026, 11, 23, 9, 40, tzinfo=UTC), NOW)),  # 5 min overlap
+        ({"params": {}}, (datetime(2026, 11, 22, 10, tzinfo=UTC), NOW)),  # manual: the last day
+        ({**INTERVAL, "params": {"opportunity_ids": [WON]}}, None),  # only those records
+        (
+            {**INTERVAL, "params": {"since": "2026-11-01", "opportunity_ids": [WON]}},
+            (datetime(2026, 11, 1, tzinfo=UTC), NOW),
+        ),
+        (
+            {"params": {"since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00+01:00"}},
+            (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 1, 23, tzinfo=UTC)),
+        ),
+    ],
+)
+def test_the_window_of_a_run(context, expected):
+    window = sync_window(context, overlap_minutes=5, now=NOW)
+    assert (window and (window.start, window.end)) == expected
+
+
+def test_a_bad_window_param_is_a_configuration_error():
+    with pytest.raises(ConfigurationError, match="since"):
+        sync_window({"params": {"since": "yesterday"}}, overlap_minutes=5)
+    with pytest.raises(ConfigurationError, match="must be before"):
+        sync_window({"params": {"since": "2026-11-02", "until": "2026-11-01"}}, overlap_minutes=5)

@@ -27,6 +27,7 @@ from ps_integrations.domain.engagements import closed_within
 from ps_integrations.domain.opportunity_sync import SALESFORCE_ID, find_marker
 from ps_integrations.domain.timesheets import RollupRules, round_hours
 from ps_integrations.exceptions import GitLabNotFoundError, SalesforceApiError
+from ps_integrations.hooks.gitlab import GitLabIssue
 from ps_integrations.jobs.engagement_closeout.config import ClosedIssue, CloseoutConfig, Opportunity, closed_issue
 from ps_integrations.jobs.engagement_closeout.filing import TAG, Filing
 from ps_integrations.jobs.engagement_closeout.ports import (
@@ -104,7 +105,7 @@ class EngagementCloseout:
                 found[(closed.url, closed.closed_at)] = closed
         return sorted(found.values(), key=lambda issue: (issue.closed_at, issue.url))
 
-    def _closed_in(self, window: RunWindow) -> list:
+    def _closed_in(self, window: RunWindow) -> list[GitLabIssue]:
         project = self.config.engagements_project
         candidates = self.gitlab.list_issues(
             project, state="closed", updated_after=window.start.isoformat(), order_by="updated_at"

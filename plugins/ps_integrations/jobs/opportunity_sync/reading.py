@@ -33,7 +33,7 @@ CHILDREN = (
 ID_CHUNK = 200
 
 
-def sync_window(context: Mapping[str, Any], overlap_minutes: int) -> RunWindow | None:
+def sync_window(context: Mapping[str, Any], overlap_minutes: int, now: datetime | None = None) -> RunWindow | None:
     """The SystemModstamp window of a run: ``since``/``until`` params, else the data interval widened
     by the overlap, else (a manual run with neither) the last day; none when only ``opportunity_ids``
     are given (then just those records are read)."""
@@ -41,9 +41,8 @@ def sync_window(context: Mapping[str, Any], overlap_minutes: int) -> RunWindow |
     since, until = params.get("since"), params.get("until")
     if not (since or until) and params.get("opportunity_ids"):
         return None
-    return run_window(
-        context, since=since, until=until, default=timedelta(days=1), overlap=timedelta(minutes=overlap_minutes)
-    )
+    overlap = timedelta(minutes=overlap_minutes)
+    return run_window(context, since=since, until=until, default=timedelta(days=1), overlap=overlap, now=now)
 
 
 def soql_window(window: RunWindow) -> str:
