@@ -74,6 +74,7 @@ class FakeSalesforce:
         self.versions: list[dict] = []
         self.feed: list[dict] = []
         self.kill_after_post = False
+        self.kill_after_upload = False
 
     def query_records(self, soql):
         return iter([self.opportunity] if OPPORTUNITY in soql else [])
@@ -89,6 +90,8 @@ class FakeSalesforce:
         version_id = f"068{len(self.versions)}"
         version = {"Id": version_id, "ContentDocumentId": document, "Description": fields["description"]}
         self.versions.append({**version, "data": data})
+        if self.kill_after_upload:
+            raise Killed("after Salesforce took the file")
         return version["Id"]
 
     def get_record(self, sobject, record_id):
@@ -191,14 +194,15 @@ def test_a_closed_engagement_is_analysed_exported_and_filed_once(url):
     assert again.counts["unchanged"] == 1 and len(salesforce.feed) == 1 and len(salesforce.versions) == 1
 
 
-def test_a_kill_between_the_post_and_its_record_posts_nothing_twice(url):
+@pytest.mark.parametrize(("kill", "status"), [("kill_after_upload", "attaching"), ("kill_after_post", "posting")])
+def test_a_kill_between_a_salesforce_write_and_its_record_files_nothing_twice(url, kill, status):
     gitlab, salesforce = FakeGitLab(issue()), FakeSalesforce()
     ledger = FakeLedger([hours(url, "ada", 8)])
-    salesforce.kill_after_post = True
+    setattr(salesforce, kill, True)
     with pytest.raises(Killed):
         closeout(gitlab, salesforce, ledger)
-    assert ledger.records[(url, "2026-11-23T09:30:00Z")].status == "posting"
-    salesforce.kill_after_post = False
+    assert ledger.records[(url, "2026-11-23T09:30:00Z")].status == status
+    setattr(salesforce, kill, False)
 
     retry = EngagementCloseout(gitlab, salesforce, ledger, FakeExports(), CONFIG).run(None, [])  # unfinished only
 

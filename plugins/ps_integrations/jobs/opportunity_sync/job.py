@@ -170,6 +170,8 @@ class OpportunitySync:
             if (note := planned_note(action, self.states.get(action.opportunity.id), self.config.reopened_label))
         }
         self.ledger.add_pending_notes([note.pending for note in notes.values()])
+        if creating:
+            _ = self.writer.coordinator_id  # looked up once, before the workers share it
         workers = max(1, min(self.config.concurrency, len(writes)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gitlab") as pool:
             futures = {
