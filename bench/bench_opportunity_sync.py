@@ -87,15 +87,16 @@ def run_sync(config: dict):
     from ps_integrations.domain.opportunity_sync import SyncConfig
     from ps_integrations.hooks.gitlab import GitLabHook
     from ps_integrations.hooks.salesforce import SalesforceHook
-    from ps_integrations.jobs.opportunity_sync import OpportunitySync, Window
+    from ps_integrations.jobs.opportunity_sync import OpportunitySync
+    from ps_integrations.run_window import RunWindow
     from ps_integrations.state_store import StateStore
+    from ps_integrations.stores.opportunity_sync import OpportunityLedger
 
     store = StateStore()
     store.apply_schema()
-    job = OpportunitySync(
-        SalesforceHook(), GitLabHook(), store, SyncConfig.from_mapping(config), "bench", f"bench-{time.time()}"
-    )
-    window = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
+    ledger = OpportunityLedger(store, "bench", f"bench-{time.time()}")
+    job = OpportunitySync(SalesforceHook(), GitLabHook(), ledger, SyncConfig.from_mapping(config))
+    window = RunWindow(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC), "params")
     started = time.monotonic()
     summary = job.run(window)
     run_sync.job = job  # type: ignore[attr-defined]

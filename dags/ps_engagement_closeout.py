@@ -51,12 +51,9 @@ Trigger-form params: `engagement_iids` (close out these issues' current close no
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from ps_integrations import clock
 from ps_integrations.conventions import dag_tags, default_args, summarize_task
 
 CONFIG_VARIABLE = "ps_engagement_closeout_config"
@@ -88,30 +85,27 @@ def ps_engagement_closeout():
     @task(task_display_name="Analyse closed engagements, file them in Salesforce, label progress")
     def close_out(_schema: list[str], **context) -> dict:
         from airflow.sdk import Variable
+        from airflow.sdk.exceptions import AirflowFailException
 
+        from ps_integrations.exceptions import ConfigurationError
         from ps_integrations.exports import ExportStore
         from ps_integrations.hooks.gitlab import GitLabHook
         from ps_integrations.hooks.salesforce import SalesforceHook
-        from ps_integrations.jobs.engagement_closeout import CloseoutConfig, EngagementCloseout
+        from ps_integrations.jobs.engagement_closeout import CloseoutConfig, EngagementCloseout, closeout_window
         from ps_integrations.state_store import StateStore
+        from ps_integrations.stores.engagement_closeout import CloseoutLedger
 
         params = context["params"]
-        config = CloseoutConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
-        now = clock.now()
-        start, end = context.get("data_interval_start"), context.get("data_interval_end")
-        if params["since"]:
-            start = pendulum.parse(params["since"], tz="UTC")
-            end = pendulum.parse(params["until"], tz="UTC") if params["until"] else now
-        elif params["engagement_iids"]:
-            start = end = None  # only the named issues
-        elif start is None or end is None or start >= end:
-            start, end = now - timedelta(hours=1), now
-        job = EngagementCloseout(
-            GitLabHook(), SalesforceHook(), StateStore(), ExportStore.from_variables(), config, context["run_id"]
-        )
-        summary = job.run(start, end, [int(iid) for iid in params["engagement_iids"]])
-        if start is not None and end is not None:
-            summary.note(f"window {start.isoformat()} to {end.isoformat()}")
+        try:
+            config = CloseoutConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
+            window = closeout_window(context)
+        except ConfigurationError as error:
+            raise AirflowFailException(str(error)) from error  # a retry would not fix it
+        ledger = CloseoutLedger(StateStore(), context["run_id"])
+        job = EngagementCloseout(GitLabHook(), SalesforceHook(), ledger, ExportStore.from_variables(), config)
+        summary = job.run(window, [int(iid) for iid in params["engagement_iids"]])
+        if window is not None:
+            summary.note(f"window {window.start.isoformat()} to {window.end.isoformat()}")
         return summary.to_dict()
 
     summarize_task()(close_out(prepare()))

@@ -51,7 +51,6 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from ps_integrations import clock
 from ps_integrations.conventions import dag_tags, default_args, summarize_task
 
 CONFIG_VARIABLE = "ps_opportunity_sync_config"
@@ -63,11 +62,19 @@ def _config():
     from airflow.sdk.exceptions import AirflowFailException
 
     from ps_integrations.domain.opportunity_sync import SyncConfig
+    from ps_integrations.exceptions import ConfigurationError
 
     try:
         return SyncConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
-    except (TypeError, ValueError) as error:
+    except ConfigurationError as error:
         raise AirflowFailException(str(error)) from error
+
+
+def _ledger(context):
+    from ps_integrations.state_store import StateStore
+    from ps_integrations.stores.opportunity_sync import OpportunityLedger
+
+    return OpportunityLedger(StateStore(), context["dag"].dag_id, context["run_id"])
 
 
 @dag(
@@ -100,37 +107,30 @@ def ps_opportunity_sync():
 
         params = context["params"]
         config = _config()
-        store = StateStore()
-        store.apply_schema()
+        StateStore().apply_schema()
         if params["dry_run"]:
             return []
-        return apply_operator_requests(store, config.project, params["quarantine"], params["release"], params["reason"])
+        ledger = _ledger(context)
+        return apply_operator_requests(
+            ledger, config.project, params["quarantine"], params["release"], params["reason"]
+        )
 
     @task(task_display_name="Sync won opportunities to GitLab issues")
     def sync_opportunities(operator_requests: list[str], **context) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from ps_integrations.exceptions import ConfigurationError
         from ps_integrations.hooks.gitlab import GitLabHook
         from ps_integrations.hooks.salesforce import SalesforceHook
-        from ps_integrations.jobs.opportunity_sync import OpportunitySync, resolve_window
-        from ps_integrations.state_store import StateStore
+        from ps_integrations.jobs.opportunity_sync import OpportunitySync, sync_window
 
         params = context["params"]
         config = _config()
-        window = resolve_window(
-            params,
-            context.get("data_interval_start"),
-            context.get("data_interval_end"),
-            config.overlap_minutes,
-            clock.now(),
-        )
-        job = OpportunitySync(
-            SalesforceHook(),
-            GitLabHook(),
-            StateStore(),
-            config,
-            context["dag"].dag_id,
-            context["run_id"],
-            params["dry_run"],
-        )
+        try:
+            window = sync_window(context, config.overlap_minutes)
+        except ConfigurationError as error:  # a bad since/until: a retry would not fix it
+            raise AirflowFailException(str(error)) from error
+        job = OpportunitySync(SalesforceHook(), GitLabHook(), _ledger(context), config, params["dry_run"])
         summary = job.run(window, params["opportunity_ids"])
         for request in operator_requests:
             summary.note(request)

@@ -329,11 +329,11 @@ def test_progress_labels_follow_approved_hours_across_milestones(dag, closeout):
 def test_bad_input_is_named_and_the_other_engagements_are_still_filed(dag, closeout, monkeypatch, tmp_path):
     from airflow.utils.state import DagRunState
 
-    from ps_integrations.jobs import engagement_closeout
+    from ps_integrations import rules
 
     rates = tmp_path / "cost_rates.yml"
     rates.write_text("cost_rates:\n  currency: USD\n  rates: {engineer: 120, project_manager: 110}\n")
-    monkeypatch.setattr(engagement_closeout, "COST_RATES_FILE", rates)
+    monkeypatch.setattr(rules, "COST_RATES_FILE", rates)
     good, good_opportunity = engagement(closeout)
     unlinked, _ = engagement(closeout, marker=False)
     no_budget, _ = engagement(closeout, amount=None, budget=None)

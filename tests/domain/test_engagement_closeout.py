@@ -16,6 +16,7 @@ from ps_integrations.domain.engagement_closeout import (
     milestone_reached,
     progress_label_change,
 )
+from ps_integrations.exceptions import ConfigurationError
 
 RATES = CostRates("USD", {"engineer": D(120), "project_manager": D(110), "technical_architect": D(150)})
 BUDGET = Budget(D(50000), "USD", D(200), "opportunity")
@@ -122,11 +123,11 @@ def test_cost_rates_from_mapping_refuses_bad_values() -> None:
     assert CostRates.from_mapping({"cost_rates": {"currency": "USD", "rates": {"engineer": 120}}}).rates == {
         "engineer": D(120)
     }
-    with pytest.raises(ValueError, match="cost_rates"):
+    with pytest.raises(ConfigurationError, match="cost_rates"):
         CostRates.from_mapping({})
-    with pytest.raises(ValueError, match="not a number"):
+    with pytest.raises(ConfigurationError, match="not a number"):
         CostRates.from_mapping({"cost_rates": {"rates": {"engineer": "lots"}}})
-    with pytest.raises(ValueError, match="target_margin"):
+    with pytest.raises(ConfigurationError, match="target_margin"):
         CostRates.from_mapping({"cost_rates": {"rates": {"engineer": 1}}, "target_margin": 1.5})
 
 

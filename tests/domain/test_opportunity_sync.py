@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -15,6 +15,7 @@ from ps_integrations.domain.opportunity_sync import (
     EngagementTypes,
     InvalidRecord,
     SyncConfig,
+    SyncState,
     build_content,
     change_id,
     change_ids,
@@ -33,6 +34,7 @@ from ps_integrations.domain.opportunity_sync import (
     snapshot,
     with_change_id,
 )
+from ps_integrations.exceptions import ConfigurationError
 from sandbox.gitlab.markdown import extract_quick_actions, mentions, references
 
 TYPES = EngagementTypes(
@@ -201,8 +203,8 @@ def test_plan_decides_per_opportunity():
     parked = parse_opportunity(record(Id="0065g0000000005AAA"))
     contents = {o.id: build_content(o, TYPES, config, lambda c: "x", "u") for o in (won, fresh, crashed, parked)}
     state = {
-        won.id: {"issue_iid": 1, "content_hash": contents[won.id].content_hash(), "flagged": 0},
-        lost.id: {"issue_iid": 2, "flagged": 0},
+        won.id: SyncState(won.id, "p", "synced", issue_iid=1, content_hash=contents[won.id].content_hash()),
+        lost.id: SyncState(lost.id, "p", "synced", issue_iid=2),
     }
     actions = plan([won, lost, fresh, crashed, parked], state, {crashed.id: 9}, contents, {parked.id})
 
@@ -234,7 +236,7 @@ def test_sync_labels_may_not_share_a_scope_with_the_teams(settings, problem):
         SyncConfig.from_mapping(settings)
     else:
         assert any(problem in text for text in problems), problems
-        with pytest.raises(ValueError, match="ps_opportunity_sync_config"):
+        with pytest.raises(ConfigurationError, match="ps_opportunity_sync_config"):
             SyncConfig.from_mapping(settings)
 
 
@@ -274,14 +276,14 @@ def test_changes_while_not_won_become_notes_and_a_flag_says_what_changed():
     reopened = parse_opportunity(record(StageName="Negotiation/Review", IsWon=False, Amount=5.0))
     before = snapshot(parse_opportunity(record(StageName="Negotiation/Review", IsWon=False)))
     won_before = snapshot(parse_opportunity(record()))
-    flagged = {reopened.id: {"issue_iid": 3, "flagged": 1, "snapshot_json": json.dumps(before)}}
-    synced = {reopened.id: {"issue_iid": 3, "flagged": 0, "snapshot_json": json.dumps(won_before)}}
+    flagged = {reopened.id: SyncState(reopened.id, "p", "flagged", issue_iid=3, flagged=True, snapshot=before)}
+    synced = {reopened.id: SyncState(reopened.id, "p", "synced", issue_iid=3, snapshot=won_before)}
 
     [note] = plan([reopened], flagged, {}, {}, set())
     assert (note.kind, note.issue_iid, [c.field for c in note.changes]) == ("note", 3, ["amount"])
     [flag] = plan([reopened], synced, {}, {}, set())
     assert flag.kind == "flag" and [c.field for c in flag.changes] == ["stage", "amount"]
-    same = {reopened.id: {**flagged[reopened.id], "snapshot_json": json.dumps(snapshot(reopened))}}
+    same = {reopened.id: replace(flagged[reopened.id], snapshot=snapshot(reopened))}
     assert plan([reopened], same, {}, {}, set())[0].kind == "unchanged"
     assert config.reopened_label == "ps-sync::opportunity-reopened"
 

@@ -162,3 +162,9 @@ def test_members_uploads_and_epics(hook, gitlab_env):
     assert issue.id in hook.epic_issue_ids("professional-services", epic.iid)
     with pytest.raises(GitLabApiError):
         hook.add_issue_to_epic("professional-services", 9999, issue.id)
+
+def test_group_member_job_titles(hook, gitlab_env):
+    titles = hook.group_member_job_titles("professional-services")
+    assert titles["head-of-ps"] == "Head of Professional Services"
+    assert set(titles) == {member.username for member in hook.group_members("professional-services")}
+    assert gitlab_env.call_counts()["list_group_members"] >= 1

@@ -395,3 +395,9 @@ def test_describe_fields_tells_a_single_currency_org_apart(salesforce, sandbox):
 
     _seed(sandbox, records=_paged_seed(parents=1, children=1))
     assert "CurrencyIsoCode" in SalesforceHook().describe_fields("Opportunity")
+
+
+def test_record_url_base_is_the_logged_in_instance(salesforce):
+    hook = SalesforceHook()
+    base = hook.record_url_base()
+    assert base.startswith("https://") and base == f"https://{hook.get_conn().sf_instance}"

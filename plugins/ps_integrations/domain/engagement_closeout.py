@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
+from ps_integrations.exceptions import ConfigurationError
+
 CENT = Decimal("0.01")
 TENTH = Decimal("0.1")
 HUNDRED = Decimal(100)
@@ -45,14 +47,14 @@ class CostRates:
     def from_mapping(cls, data: Mapping[str, object]) -> CostRates:
         section = data.get("cost_rates")
         if not isinstance(section, Mapping) or not isinstance(section.get("rates"), Mapping):
-            raise ValueError("close-out rules: cost_rates must be a mapping with currency and rates")
+            raise ConfigurationError("close-out rules: cost_rates must be a mapping with currency and rates")
         try:
             rates = {str(role): Decimal(str(rate)) for role, rate in section["rates"].items()}
             target = Decimal(str(data.get("target_margin", DEFAULT_TARGET_MARGIN)))
         except ArithmeticError as error:
-            raise ValueError("close-out rules: a cost rate or the target margin is not a number") from error
+            raise ConfigurationError("close-out rules: a cost rate or the target margin is not a number") from error
         if any(rate < 0 for rate in rates.values()) or not Decimal(0) <= target < Decimal(1):
-            raise ValueError("close-out rules: cost rates must be >= 0 and target_margin in [0, 1)")
+            raise ConfigurationError("close-out rules: cost rates must be >= 0 and target_margin in [0, 1)")
         return cls(str(section.get("currency") or "USD"), rates, target)
 
 
@@ -83,6 +85,18 @@ class Adjustment:
     engineer: str
     change: str  # added, removed, edited
     delta_hours: Decimal
+    engagement: str = ""  # the engagement issue the timelog was exported under
+
+
+def adjustment_delta(change: str, original_hours: Decimal, new_hours: Decimal) -> Decimal:
+    """The hours an adjustment adds to the exported total (negative when it takes away)."""
+    return -original_hours if change == "removed" else new_hours - original_hours
+
+
+def latest_per_timelog(adjustments: Iterable[Adjustment]) -> list[Adjustment]:
+    """Adjustments oldest first in; the latest of each timelog out, by period and timelog."""
+    latest = {(adjustment.period, adjustment.timelog_id): adjustment for adjustment in adjustments}
+    return [latest[key] for key in sorted(latest)]
 
 
 @dataclass(frozen=True)

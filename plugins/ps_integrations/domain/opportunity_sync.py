@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ps_integrations.domain.gitlab_text import inline_markdown, issue_title
+from ps_integrations.exceptions import ConfigurationError
 
 WON_STAGE = "Closed Won"
 MARKER_PREFIX = "ps-integrations:opportunity-id="
@@ -92,12 +93,15 @@ class SyncConfig:
     def from_mapping(cls, data: Mapping[str, Any]) -> SyncConfig:
         from ps_integrations.settings import settings_from_mapping
 
-        config = settings_from_mapping(cls, data, "ps_opportunity_sync_config")
+        try:
+            config = settings_from_mapping(cls, data, "ps_opportunity_sync_config")
+        except (TypeError, ValueError) as error:
+            raise ConfigurationError(str(error)) from None
         if not 1 <= config.fiscal_year_start_month <= 12:
-            raise ValueError("fiscal_year_start_month must be 1-12")
+            raise ConfigurationError("ps_opportunity_sync_config: fiscal_year_start_month must be 1-12")
         problems = label_config_problems(config)
         if problems:
-            raise ValueError("ps_opportunity_sync_config: " + "; ".join(problems))
+            raise ConfigurationError("ps_opportunity_sync_config: " + "; ".join(problems))
         return config
 
     def sync_labels(self) -> dict[str, str]:
@@ -459,6 +463,30 @@ def compose_description(current: str | None, content: IssueContent, opportunity_
 
 
 # --- the plan ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SyncState:
+    """What the sync recorded about one opportunity and its issue (the state store's record)."""
+
+    opportunity_id: str
+    project: str
+    status: str  # creating (the issue may exist: look it up by marker) | synced | flagged | failed
+    issue_iid: int | None = None
+    issue_url: str | None = None
+    flagged: bool = False
+    content_hash: str | None = None  # of the issue content last written
+    snapshot: Mapping[str, Any] | None = None  # the synced fields as last noted
+    labels: tuple[str, ...] | None = None  # the labels the sync set
+    title: str | None = None
+    due_date: str | None = None
+    last_modstamp: str | None = None
+    failure_reason: str | None = None
+    failure_count: int = 0
+    quarantined: bool = False
+    quarantine_reason: str | None = None
+    last_run_id: str | None = None
+    updated_at: str | None = None
+
+
 @dataclass
 class Action:
     """One thing to do (or not) for one opportunity."""
@@ -473,38 +501,36 @@ class Action:
 
 def plan(
     opportunities: list[Opportunity],
-    state: Mapping[str, Mapping[str, Any]],
+    state: Mapping[str, SyncState],
     marker_index: Mapping[str, int],
     contents: Mapping[str, IssueContent],
     quarantined: set[str],
 ) -> list[Action]:
-    """Decide per opportunity. ``state``: opportunity id -> its state-store row; ``marker_index``:
+    """Decide per opportunity. ``state``: opportunity id -> what the sync recorded; ``marker_index``:
     opportunity id -> issue iid found by marker (for opportunities the state store lost)."""
     actions = []
     for opportunity in opportunities:
-        row = state.get(opportunity.id) or {}
-        iid = row.get("issue_iid") or marker_index.get(opportunity.id)
+        recorded = state.get(opportunity.id)
+        iid = (recorded.issue_iid if recorded else None) or marker_index.get(opportunity.id)
         if opportunity.id in quarantined:
-            actions.append(
-                Action("quarantined", opportunity, issue_iid=iid, reason=str(row.get("quarantine_reason") or ""))
-            )
+            reason = str((recorded.quarantine_reason if recorded else None) or "")
+            actions.append(Action("quarantined", opportunity, issue_iid=iid, reason=reason))
             continue
-        flagged = bool(row.get("flagged"))
+        flagged = bool(recorded and recorded.flagged)
+        old_snapshot = recorded.snapshot if recorded else None
         if opportunity.won:
             content = contents[opportunity.id]
             if iid is None:
                 actions.append(Action("create", opportunity, content))
                 continue
-            old_snapshot = json.loads(row["snapshot_json"]) if row.get("snapshot_json") else None
             changes = diff(old_snapshot, snapshot(opportunity))
             if flagged:
                 actions.append(Action("unflag", opportunity, content, iid, changes))
-            elif row.get("content_hash") != content.content_hash():
+            elif (recorded.content_hash if recorded else None) != content.content_hash():
                 actions.append(Action("update", opportunity, content, iid, changes))
             else:
                 actions.append(Action("unchanged", opportunity, content, iid))
         elif iid is not None:
-            old_snapshot = json.loads(row["snapshot_json"]) if row.get("snapshot_json") else None
             changes = diff(old_snapshot, snapshot(opportunity))
             if not flagged:
                 actions.append(Action("flag", opportunity, None, iid, changes))

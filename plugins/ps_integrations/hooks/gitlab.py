@@ -603,3 +603,11 @@ class GitLabHook(BaseHook):
                     if parent and parent.get("title"):
                         parents[issue_id] = str(parent["title"])
         return parents
+
+    # --- engagement close-out ---
+    def group_member_job_titles(self, group: str) -> dict[str, str]:
+        """``GET /groups/:id/members/all``: username -> job title of every direct and inherited member
+        (``""`` when the member has none)."""
+        handle = self.client.groups.get(group, lazy=True)
+        members = self._pages(f"GET /groups/{group}/members/all", handle.members_all.list)
+        return {str(raw["username"]): str(raw.get("job_title") or "") for raw in members if raw.get("username")}

@@ -459,6 +459,12 @@ class SalesforceHook(ProviderSalesforceHook):
             next_url = page.get("nextPageUrl")
             path = next_url.split(f"/services/data/v{self.version}/", 1)[-1] if next_url else None
 
+    # --- opportunity sync ---
+    def record_url_base(self) -> str:
+        """``https://<instance>`` of the logged-in org (for Lightning record links), or ``""`` when unknown."""
+        instance = getattr(self.conn, "sf_instance", "")
+        return f"https://{instance}" if instance else ""
+
     # --- timesheets ---
     def opportunity_budgets(self, opportunity_ids: list[str], budget_field: str) -> list[OpportunityBudget]:
         """The budget field and line items of opportunities, 200 Ids a query.
