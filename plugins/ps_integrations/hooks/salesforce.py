@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook as ProviderSalesforceHook
 
 from ps_integrations.exceptions import SalesforceApiError
+from ps_integrations.hooks.salesforce_records import SOQL_FIELD, OpportunityContacts, opportunity_contacts
 
 log = logging.getLogger(__name__)
 
@@ -457,6 +458,35 @@ class SalesforceHook(ProviderSalesforceHook):
             yield from page.get("elements") or []
             next_url = page.get("nextPageUrl")
             path = next_url.split(f"/services/data/v{self.version}/", 1)[-1] if next_url else None
+
+    # --- CSAT (issue #9) ---
+    def opportunity_contacts(
+        self, opportunity_ids: Sequence[str], extra_fields: Sequence[str] = ()
+    ) -> list[OpportunityContacts]:
+        """Opportunities with their contact roles and line items, in ``Id IN`` batches of 200.
+
+        :param opportunity_ids: 15- or 18-character ids (escaped, so any text is safe).
+        :param extra_fields: more Opportunity fields (``Customer_Facing_Name__c``, dotted ``Account.Name``),
+            returned as text in ``fields`` ("" when unset or not text).
+        :return: the opportunities found (deleted or invisible ones are absent), in id order.
+        """
+        for name in extra_fields:
+            if not SOQL_FIELD.fullmatch(name):
+                raise SalesforceApiError("INVALID_FIELD", f"{name!r} is not a field name")
+        wanted = sorted(set(opportunity_ids))
+        extra = "".join(f"{name}, " for name in extra_fields)
+        found: list[OpportunityContacts] = []
+        for offset in range(0, len(wanted), COLLECTION_LIMIT):
+            quoted = ", ".join(soql_string(oid) for oid in wanted[offset : offset + COLLECTION_LIMIT])
+            soql = (
+                f"SELECT Id, Name, Account.Name, {extra}"  # noqa: S608 - ids escaped, field names checked
+                "(SELECT ContactId, Role, IsPrimary, Contact.Name, Contact.Email, Contact.HasOptedOutOfEmail "
+                "FROM OpportunityContactRoles ORDER BY Id), "
+                "(SELECT TotalPrice, Product2.Name, Product2.Family FROM OpportunityLineItems ORDER BY Id) "
+                f"FROM Opportunity WHERE Id IN ({quoted})"
+            )
+            found.extend(opportunity_contacts(record, extra_fields) for record in self.query_records(soql))
+        return found
 
 
 def soql_string(value: str) -> str:
