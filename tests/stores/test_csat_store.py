@@ -113,3 +113,27 @@ def test_results_are_outcomes_and_the_page_keeps_the_newest_quarter(store):
     results.keep_latest(LatestReport("FY2027-Q4", "<p>Q4</p>", "cG5n"))
     results.keep_latest(LatestReport("FY2027-Q3", "<p>Q3</p>", "cG5n"))  # an older quarter rebuilt on demand
     assert results.latest() == LatestReport("FY2027-Q4", "<p>Q4</p>", "cG5n")
+
+
+def test_the_response_service_answers_only_from_the_current_version(store):
+    from ps_integrations.stores.csat import SurveyAnswers
+
+    store.apply_schema()
+    survey_id = SurveyLedger(store, "run-1").add(new_survey("003A", "pat@acme.example.com", company=""))
+    answers = SurveyAnswers(store)
+
+    fresh = answers.survey(survey_id)
+    assert (fresh.score, fresh.version, fresh.team, fresh.engagement) == (
+        None,
+        0,
+        "Professional Services",
+        "Acme - Migration",
+    )
+    assert answers.record(survey_id, 0, 3, "ok") and not answers.record(survey_id, 0, 5, "replayed first form")
+    assert answers.record(survey_id, 1, 5, "better") and not answers.record(survey_id, 1, 3, "stale form")
+    now = answers.survey(survey_id)
+    assert (now.score, now.comment, now.version) == (5, "better", 2)
+    answers.opt_out(survey_id, "one-click")
+    answers.opt_out(survey_id, "confirm-page")  # once per address
+    assert SurveyLedger(store, "run-2").opted_out() == {"pat@acme.example.com"}
+    assert answers.survey("f" * 32) is None

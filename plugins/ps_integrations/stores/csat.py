@@ -241,3 +241,56 @@ class CsatResults:
             return None
         html = self.store.get_value(SUMMARY_JOB, "latest:html") or ""
         return LatestReport(period, html, self.store.get_value(SUMMARY_JOB, "latest:png") or "")
+
+
+@dataclass(frozen=True)
+class SurveyAnswer:
+    """A survey as the response service shows it, with its current answer (score None: none yet)."""
+
+    survey_id: str
+    engagement_title: str
+    engagement_name: str
+    company: str
+    score: int | None
+    comment: str
+    version: int  # 0 before the first answer; a form may change the answer of its own version only
+
+    @property
+    def team(self) -> str:
+        company = self.company.strip()
+        return f"{company} Professional Services" if company else "Professional Services"
+
+    @property
+    def engagement(self) -> str:
+        return self.engagement_name or self.engagement_title
+
+
+class SurveyAnswers:
+    """What the response service reads and writes: the ``csat_*`` tables only."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def survey(self, survey_id: str) -> SurveyAnswer | None:
+        row = self.store.fetch_one("csat/service_survey", {"survey_id": survey_id})
+        if row is None:
+            return None
+        return SurveyAnswer(
+            str(row["survey_id"]),
+            str(row["engagement_title"] or ""),
+            str(row["engagement_name"] or ""),
+            str(row["company"] or ""),
+            int(row["score"]) if row["score"] is not None else None,
+            str(row["comment"] or ""),
+            int(row["version"] or 0),
+        )
+
+    def record(self, survey_id: str, version: int, score: int, comment: str) -> bool:
+        """Record the answer of a form made from answer ``version``; False when that is not the current one."""
+        params = {"survey_id": survey_id, "score": score, "comment": comment, "now": clock.now_iso()}
+        if version == 0:
+            return bool(self.store.execute("csat/service_first_answer", params))
+        return bool(self.store.execute("csat/service_change_answer", {**params, "version": version}))
+
+    def opt_out(self, survey_id: str, source: str) -> None:
+        self.store.execute("csat/service_opt_out", {"survey_id": survey_id, "now": clock.now_iso(), "source": source})
