@@ -435,3 +435,16 @@ def test_dry_run_sends_and_records_nothing():
     salesforce = FakeSalesforce(acme(role("003A", "pat@acme.example.com", primary=True)))
     summary = job(gitlab, salesforce, ledger, mailbox, dry_run=True).run(START, END, ["0" * 32])
     assert mailbox.sent == [] and ledger.rows == {} and "dry run: nothing sent, nothing recorded" in summary.notes
+
+
+def test_a_mail_that_cannot_be_built_fails_by_name_and_leaves_the_survey_to_send_later():
+    gitlab, ledger, mailbox = FakeGitLab([linked(1)]), FakeLedger(), Mailbox()
+    salesforce = FakeSalesforce(acme(role("003A", "pat@acme.example.com", primary=True)))
+    broken = dataclasses.replace(CONFIG, sender="Professional Services")  # no address: no Message-ID domain
+
+    summary = job(gitlab, salesforce, ledger, mailbox, config=broken).run(START, END, [])
+
+    [failure] = summary.failures
+    assert "ConfigurationError" in failure.reason and "sender" in failure.reason
+    assert mailbox.sent == [] and [row.status for row in ledger.rows.values()] == ["pending"]
+    assert job(gitlab, salesforce, ledger, mailbox).run(START, END, []).counts["surveys sent"] == 1

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ps_integrations.domain.csat import (
     DIMENSIONS,
@@ -94,6 +94,18 @@ class MailLedger(Protocol):
 
 
 SendMail = Callable[[EmailMessage], None]
+
+
+if TYPE_CHECKING:  # mypy checks that the collaborators the DAG wires fit these ports (never run)
+    from ps_integrations.exports import ExportStore
+    from ps_integrations.mail import send_message
+    from ps_integrations.stores.csat import CsatResults
+    from ps_integrations.stores.sent_mail import SentMailLedger
+
+    def _wired(
+        results: CsatResults, exports: ExportStore, ledger: SentMailLedger
+    ) -> tuple[SurveyResults, ExportFolders, MailLedger, SendMail]:
+        return results, exports, ledger, send_message
 
 
 @dataclass(frozen=True)

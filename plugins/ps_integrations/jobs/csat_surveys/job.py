@@ -9,7 +9,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from email.utils import formataddr
 
 from ps_integrations import clock
@@ -321,10 +320,9 @@ class CsatSurveys:
         """Claimed ("sending") before the SMTP call, so a crash after it never mails twice."""
         if not claim(survey.survey_id):
             return False
-        message: EmailMessage = survey_message(survey, self.site, self.config, reminder, clock.now())
         try:
-            self.send(message)
-        except Exception as error:  # refused or not connected: nothing went out, the next run sends it
+            self.send(survey_message(survey, self.site, self.config, reminder, clock.now()))
+        except Exception as error:  # not built, refused or not connected: nothing went out, the next run sends it
             release(survey.survey_id)
             what = f"reminder of survey {survey.survey_id}" if reminder else f"survey {survey.survey_id}"
             self.summary.fail(RecordFailure("SMTP", what, f"{type(error).__name__}: {error}"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from email.message import EmailMessage
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ps_integrations.hooks.gitlab import GitLabIssue, GitLabUser
 from ps_integrations.hooks.salesforce_records import OpportunityContacts
@@ -87,3 +87,15 @@ class SurveyRecords(Protocol):
     def followup_created(self, survey_id: str, url: str) -> None: ...
 
     def audit(self, survey_id: str, action: str, detail: str) -> None: ...
+
+
+if TYPE_CHECKING:  # mypy checks that the collaborators the DAG wires fit these ports (never run)
+    from ps_integrations.hooks.gitlab import GitLabHook
+    from ps_integrations.hooks.salesforce import SalesforceHook
+    from ps_integrations.mail import send_message
+    from ps_integrations.stores.csat import SurveyLedger
+
+    def _wired(
+        gitlab: GitLabHook, salesforce: SalesforceHook, ledger: SurveyLedger
+    ) -> tuple[IssueTracker, ContactDirectory, SurveyRecords, SendMail]:
+        return gitlab, salesforce, ledger, send_message
