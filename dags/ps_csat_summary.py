@@ -8,7 +8,9 @@ by engagement type, SKU category, project manager and account, and the trend ove
 quarters. Every percentage shows its n; quarters with fewer than 5 answers are marked, never hidden.
 Verbatims newest first. Writes `csat/<period>/`: `summary.html` (self-contained), `trend.png`,
 `csat_by_dimension.csv`, `responses.csv` (no e-mail addresses), `manifest.json`, and mails the
-report (chart inline, CSV attached) to `leadership_recipients` once per version.
+report (chart inline, CSV attached) to `leadership_recipients` once per version. A run killed
+between the server's 250 and the record never mails that version again: later runs name it
+("leadership mail <period> interrupted") for a person to check the mailbox.
 
 **Connections:** `ps_state`, `smtp_default`, the exports connection.
 
@@ -24,10 +26,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from ps_integrations import clock
 from ps_integrations.conventions import dag_tags, default_args, summarize_task
-
-CONFIG_VARIABLE = "ps_csat_summary_config"
 
 
 @dag(
@@ -55,16 +54,22 @@ def ps_csat_summary():
     def summarise(_schema: list[str], **context) -> dict:
         from airflow.sdk import Variable
 
+        from ps_integrations import clock
         from ps_integrations.exports import ExportStore
-        from ps_integrations.jobs.csat_summary import CsatSummary, SummaryConfig, period_of_run
+        from ps_integrations.jobs.csat_summary import CONFIG_VARIABLE, CsatSummary, SummaryConfig, period_of_run
         from ps_integrations.mail import send_message
+        from ps_integrations.run_window import interval_end
         from ps_integrations.state_store import StateStore
+        from ps_integrations.stores.csat import SUMMARY_JOB, CsatResults
+        from ps_integrations.stores.sent_mail import SentMailLedger
 
         config = SummaryConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
-        start, end = context.get("data_interval_start"), context.get("data_interval_end")
-        interval_end = end if start is not None and end is not None and end > start else None
-        period = period_of_run(context["params"]["period"], interval_end, clock.now(), config.fiscal_year_start_month)
-        job = CsatSummary(StateStore(), ExportStore.from_variables(), config, send_message)
+        as_of = interval_end(context)
+        period = period_of_run(context["params"]["period"], as_of, clock.now(), config.fiscal_year_start_month)
+        store = StateStore()
+        job = CsatSummary(
+            CsatResults(store), ExportStore.from_variables(), SentMailLedger(store, SUMMARY_JOB), config, send_message
+        )
         return job.run(period).to_dict()
 
     summarize_task()(summarise(prepare()))

@@ -42,10 +42,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from ps_integrations import clock
 from ps_integrations.conventions import dag_tags, default_args, summarize_task
-
-CONFIG_VARIABLE = "ps_csat_surveys_config"
 
 
 @dag(
@@ -78,31 +75,26 @@ def ps_csat_surveys():
 
         from ps_integrations.hooks.gitlab import GitLabHook
         from ps_integrations.hooks.salesforce import SalesforceHook
-        from ps_integrations.jobs.csat_surveys import CsatSurveys, ResponseSite, SurveyConfig
+        from ps_integrations.jobs.csat_surveys import CONFIG_VARIABLE, CsatSurveys, ResponseSite, SurveyConfig
         from ps_integrations.mail import send_message
+        from ps_integrations.run_window import run_window
         from ps_integrations.state_store import StateStore
+        from ps_integrations.stores.csat import SurveyLedger
 
         params = context["params"]
         config = SurveyConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
-        now = clock.now()
-        start, end = context.get("data_interval_start"), context.get("data_interval_end")
-        if params["since"]:
-            start = pendulum.parse(params["since"], tz="UTC")
-            end = pendulum.parse(params["until"], tz="UTC") if params["until"] else now
-        elif start is None or end is None or start >= end:
-            start, end = now - timedelta(hours=1), now
+        window = run_window(context, since=params["since"], until=params["until"], default=timedelta(hours=1))
         job = CsatSurveys(
             GitLabHook(),
             SalesforceHook(),
-            StateStore(),
+            SurveyLedger(StateStore(), context["run_id"]),
             ResponseSite.from_connection(),
             config,
-            context["run_id"],
             send_message,
             params["dry_run"],
         )
-        summary = job.run(start, end, list(params["release_surveys"]))
-        summary.note(f"window {start.isoformat()} to {end.isoformat()}")
+        summary = job.run(window.start, window.end, list(params["release_surveys"]))
+        summary.note(f"window {window.start.isoformat()} to {window.end.isoformat()}")
         return summary.to_dict()
 
     summarize_task()(send_surveys(prepare()))

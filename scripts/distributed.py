@@ -171,6 +171,20 @@ def end_state(sandbox: dict[str, Any], exports: Path) -> dict[str, Any]:
     return {"issues": by_marker, "mails": mails, "files": files}
 
 
+def csat_limits_shared(csat_port: int, redis_port: int) -> list[str]:
+    """The CSAT service counts page views in Redis, where every service process sees them."""
+    import redis
+
+    counters = redis.Redis(host="127.0.0.1", port=redis_port, db=1)
+    before = counters.dbsize()
+    wait_for("the CSAT service", lambda: requests.get(f"http://127.0.0.1:{csat_port}/healthz", timeout=5).ok, 60)
+    requests.get(f"http://127.0.0.1:{csat_port}/r/not-a-token", timeout=10)  # a page view (404), counted first
+    if counters.dbsize() <= before:
+        return ["the CSAT service's rate-limit counters are not in Redis (PS_CSAT_RATE_LIMIT_STORAGE)"]
+    log(f"CSAT rate-limit counters shared through Redis: {counters.dbsize()} key(s) in database 1")
+    return []
+
+
 def compare(distributed: dict[str, Any], standalone: dict[str, Any]) -> list[str]:
     problems = []
     duplicates = {marker: found for marker, found in distributed["issues"].items() if len(found) != 1}
@@ -241,6 +255,9 @@ def run(processes: Processes) -> int:
             "PS_CSAT_SECRET_KEY": secret,
             "PS_CSAT_PORT": str(csat_port),
             "PS_CSAT_INSECURE_COOKIES": "1",
+            # as docker-compose.yml: the rate-limit counters in the deployment's Redis (database 1)
+            "PS_CSAT_RATE_LIMIT_STORAGE": f"redis://127.0.0.1:{redis_port}/1",
+            "FORWARDED_ALLOW_IPS": "127.0.0.1",
         },
     )
     base_env = {
@@ -378,7 +395,7 @@ def run(processes: Processes) -> int:
         if result.returncode != 0:
             raise SystemExit(f"standalone {dag_id} failed (log {WORK / f'standalone-{dag_id}.log'})")
     standalone = end_state(sandbox, WORK / "exports-standalone")
-    problems = compare(distributed, standalone)
+    problems = compare(distributed, standalone) + csat_limits_shared(csat_port, redis_port)
     if problems:
         for problem in problems:
             log(f"DIFFERENT: {problem}")

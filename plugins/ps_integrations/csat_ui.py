@@ -13,23 +13,18 @@ from collections.abc import Callable
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, Response
 
-JOB = "ps_csat_summary"
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def latest_from_state_store() -> dict[str, str] | None:
     """The summary the last ``ps_csat_summary`` run stored: period, HTML and PNG (base64)."""
     from ps_integrations.state_store import StateStore
+    from ps_integrations.stores.csat import CsatResults
 
-    store = StateStore()
-    period = store.get_value(JOB, "latest:period")
-    if not period:
+    latest = CsatResults(StateStore()).latest()
+    if latest is None:
         return None
-    return {
-        "period": period,
-        "html": store.get_value(JOB, "latest:html") or "",
-        "png": store.get_value(JOB, "latest:png") or "",
-    }
+    return {"period": latest.period, "html": latest.html, "png": latest.png_base64}
 
 
 def create_app(load_latest: Callable[[], dict[str, str] | None] = latest_from_state_store) -> FastAPI:

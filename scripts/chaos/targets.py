@@ -187,6 +187,9 @@ def answered_surveys() -> tuple[tuple[str, Mapping[str, Any]], ...]:
                     "email": f"pat{number}@customer.example.com",
                     "window_at": closed_at,
                     "run_id": "seed",
+                    "engagement_name": f"{account} - {kind}",
+                    "company": "GitLab",
+                    "reply_to": "",
                 },
             )
         )
@@ -196,7 +199,7 @@ def answered_surveys() -> tuple[tuple[str, Mapping[str, Any]], ...]:
             answered_at = closed_at.replace("10:00", "12:00")
             rows.append(
                 (
-                    "csat/service_respond",
+                    "csat/service_first_answer",
                     {"survey_id": survey_id, "score": score, "comment": comment, "now": answered_at},
                 )
             )
@@ -209,6 +212,14 @@ CSAT_SUMMARY = Target(
     variables={"ps_csat_summary_config": {"leadership_recipients": "leadership@example.com"}},
     seed=reseeded,
     state_rows=answered_surveys(),
+    records=(
+        # the leadership mail's ledger entry: "sending:<version>" while (or after a kill during) the send
+        StateRecords(
+            "SELECT name AS key, 'leadership mail ' || substr(name, 6) AS name, "
+            "CASE WHEN value LIKE 'sending:%' THEN 'sending' ELSE 'sent' END AS status "
+            "FROM job_values WHERE job = 'ps_csat_summary' AND name LIKE 'mail:%'"
+        ),
+    ),
 )
 
 # --- ps_engagement_closeout -------------------------------------------------------------------------

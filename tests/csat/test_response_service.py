@@ -313,3 +313,40 @@ def test_links_signed_before_a_secret_rotation_keep_working(store):
     assert responses(store)[0]["score"] == 4 and len(optouts(store)) == 1
     forged = make_token("someone-elses-secret", SURVEY, "unsubscribe")
     assert client.post(f"/u/{forged}", data={"List-Unsubscribe": "One-Click"}).status_code == 404
+
+
+def test_behind_the_proxy_each_forwarded_customer_has_its_own_limit_and_others_cannot_spoof(store, monkeypatch):
+    """The service as deployed: uvicorn with proxy headers and FORWARDED_ALLOW_IPS naming the proxy
+    (here 127.0.0.1). Customers behind the proxy are counted apart; a peer that is not the proxy
+    (127.0.0.2) is counted as itself whatever X-Forwarded-For it sends."""
+    import http.client
+    import threading
+
+    import uvicorn
+
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "127.0.0.1")  # as docker-compose.yml sets it
+    limits = LimitSettings(views_per_client="3/minute")
+    app = create_app(store, ServiceSettings(SECRET, limits=limits, secure_cookies=False))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, proxy_headers=True, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+
+        def view(forwarded_for: str, source: str = "127.0.0.1") -> int:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+            connection.request("GET", f"/r/{RESPOND}?score=4", headers={"X-Forwarded-For": forwarded_for})
+            status = connection.getresponse().status
+            connection.close()
+            return status
+
+        assert [view("203.0.113.7") for _ in range(4)] == [200, 200, 200, 429]  # a scanner spends its views
+        assert view("198.51.100.20") == 200  # the customer behind the same proxy still gets the page
+        # not the proxy: its X-Forwarded-For is ignored, so new made-up addresses buy no more views
+        assert [view(f"192.0.2.{n}", source="127.0.0.2") for n in range(4)] == [200, 200, 200, 429]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -207,3 +207,35 @@ def test_the_report_renders_in_a_real_browser(dag, answered, browser, tmp_path):
     assert "Trainer was late" in browser.find_element(By.TAG_NAME, "body").text
     browser.save_screenshot(str(tmp_path / "summary.png"))
     assert (tmp_path / "summary.png").stat().st_size > 10_000
+
+
+class Killed(BaseException):
+    """A kill of the task (as a timeout or SIGTERM raises: not an Exception) right after the server's 250."""
+
+
+def test_a_kill_after_the_server_accepted_the_leadership_mail_never_mails_twice(dag, answered, monkeypatch):
+    """The first try is killed right after the SMTP server's 250; Airflow's own retry must not mail again."""
+    from airflow.utils.state import DagRunState
+
+    from ps_integrations import mail
+
+    real_send = mail.send_message
+    tries = []
+
+    def accepted_then_killed(message):
+        real_send(message)  # the sandbox SMTP server answered 250: the mail is delivered
+        tries.append(message["Subject"])
+        if len(tries) == 1:
+            raise Killed
+
+    monkeypatch.setattr(mail, "send_message", accepted_then_killed)
+    run = dag.test(run_conf={"period": "FY2027-Q3"})
+
+    assert run.state == DagRunState.SUCCESS  # interrupted is not a failure: a person checks the mailbox
+    leadership = [m for m in answered.smtp.store.all() if m["rcpt_tos"] == ["ps-leadership@example.com"]]
+    assert len(tries) == 1 and len(leadership) == 1
+    summary = StateStore().fetch_all("platform/runs_of_dag", {"dag_id": "ps_csat_summary"})[0]["summary"]
+    assert "mails sent 0" in summary and "leadership mail FY2027-Q3 interrupted" in summary
+
+    dag.test(run_conf={"period": "FY2027-Q3"})  # a later run of the same content: still no second mail
+    assert len(tries) == 1 and len(answered.smtp.store.all()) == 1

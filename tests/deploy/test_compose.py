@@ -169,3 +169,28 @@ def test_one_constraints_file_pins_every_requirement_set():
         assert _requirement_names(filename) <= pinned, filename
     assert "-r requirements.txt" in (ROOT / "requirements-sandbox.txt").read_text()
     assert "-r requirements-sandbox.txt" in (ROOT / "requirements-dev.txt").read_text()
+
+
+def test_the_csat_service_sees_each_customer_through_its_proxy_only():
+    """Per-client rate limits need the customer's address: the service is reached only through
+    csat-proxy (Caddy, TLS), whose X-Forwarded-For it trusts - and no other container's."""
+    import ipaddress
+
+    service, proxy = SERVICES["csat-service"], SERVICES["csat-proxy"]
+    assert "ports" not in service and service["expose"] == [8090]
+    proxy_address = proxy["networks"]["csat-edge"]["ipv4_address"]
+    assert service["environment"]["FORWARDED_ALLOW_IPS"] == proxy_address
+    [subnet] = COMPOSE["networks"]["csat-edge"]["ipam"]["config"]
+    assert ipaddress.ip_address(proxy_address) in ipaddress.ip_network(subnet["subnet"])
+    assert {name for name, s in SERVICES.items() if "csat-edge" in (s.get("networks") or {})} == {
+        "csat-service",
+        "csat-proxy",
+    }
+    assert "default" in service["networks"]  # postgres and redis
+    assert proxy["depends_on"]["csat-service"]["condition"] == "service_healthy"
+    assert sorted(proxy["ports"]) == ["443:443", "80:80"]
+    lines = (ROOT / "deploy" / "csat-proxy" / "Caddyfile").read_text().splitlines()
+    caddyfile = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    assert "{$PS_CSAT_PUBLIC_URL} {" in caddyfile and "reverse_proxy csat-service:8090" in caddyfile
+    assert "trusted_proxies" not in caddyfile  # a client's own X-Forwarded-For is not passed on
+    assert proxy["environment"]["PS_CSAT_PUBLIC_URL"].startswith("${PS_CSAT_PUBLIC_URL")

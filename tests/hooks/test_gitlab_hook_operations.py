@@ -163,6 +163,7 @@ def test_members_uploads_and_epics(hook, gitlab_env):
     with pytest.raises(GitLabApiError):
         hook.add_issue_to_epic("professional-services", 9999, issue.id)
 
+
 def test_group_member_job_titles(hook, gitlab_env):
     titles = hook.group_member_job_titles("professional-services")
     assert titles["head-of-ps"] == "Head of Professional Services"

@@ -401,3 +401,30 @@ def test_record_url_base_is_the_logged_in_instance(salesforce):
     hook = SalesforceHook()
     base = hook.record_url_base()
     assert base.startswith("https://") and base == f"https://{hook.get_conn().sf_instance}"
+
+
+# --- CSAT ---
+def test_opportunity_contacts_reads_roles_and_products_in_batches_of_200(salesforce, sandbox):
+    backend = salesforce.backend
+    roles = [role for role in backend.records["OpportunityContactRole"].values() if not role.get("IsDeleted")]
+    opportunity_id = roles[0]["OpportunityId"]
+    backend.records["Opportunity"][opportunity_id]["Description"] = "  Platform Modernisation  "
+    unknown = [f"006{number:012d}AAA" for number in range(200)]  # 201 ids: two queries
+
+    [found] = SalesforceHook().opportunity_contacts([*unknown, opportunity_id], ("Description", "Account.Name"))
+
+    assert found.id == opportunity_id and salesforce.call_counts()["query"] == 2
+    expected_contacts = {
+        (role["ContactId"], backend.records["Contact"][role["ContactId"]]["Email"], role["Role"], role["IsPrimary"])
+        for role in roles
+        if role["OpportunityId"] == opportunity_id
+    }
+    assert {(c.contact_id, c.email, c.role, c.is_primary) for c in found.contact_roles} == expected_contacts
+    assert found.fields == {"Description": "Platform Modernisation", "Account.Name": found.account_name}
+    assert found.account_name and all(item.product_name for item in found.line_items)
+
+
+def test_opportunity_contacts_refuses_a_field_name_that_is_not_one(salesforce):
+    with pytest.raises(SalesforceApiError, match="INVALID_FIELD"):
+        SalesforceHook().opportunity_contacts(["0065g0000000007AAA"], ("Name FROM User --",))
+    assert salesforce.call_counts().get("query", 0) == 0

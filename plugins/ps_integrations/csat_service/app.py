@@ -31,6 +31,8 @@ from ps_integrations import clock
 from ps_integrations.csat_service.limiter import LimitSettings, RequestLimits
 from ps_integrations.domain.csat import SCORES, TokenError, parse_score, read_token
 from ps_integrations.paths import INCLUDE_DIR
+from ps_integrations.state_store import StateStore
+from ps_integrations.stores.csat import SurveyAnswer, SurveyAnswers
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +57,14 @@ class ServiceSettings:
     secure_cookies: bool = True
 
 
-def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
+def create_app(store: StateStore, settings: ServiceSettings) -> FastAPI:
     """The FastAPI application over a :class:`~ps_integrations.state_store.StateStore`."""
     templates = Environment(
         loader=FileSystemLoader(str(INCLUDE_DIR / "ps_csat_surveys")),
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
     limits = RequestLimits(settings.limits)
+    answers = SurveyAnswers(store)
     app = FastAPI(title="PS CSAT responses", docs_url=None, redoc_url=None, openapi_url=None)
 
     def page(template: str, status: int = 200, cookie: str | None = None, **context: Any) -> Response:
@@ -86,13 +89,6 @@ def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
         cookie = request.cookies.get(CSRF_COOKIE, "")
         return bool(cookie) and hmac.compare_digest(csrf_for(cookie, token, version), submitted or "")
 
-    def team_of(survey: dict[str, Any]) -> str:
-        company = str(survey.get("company") or "").strip()
-        return f"{company} Professional Services" if company else "Professional Services"
-
-    def engagement_of(survey: dict[str, Any]) -> str:
-        return str(survey.get("engagement_name") or survey.get("engagement_title") or "")
-
     def client_of(request: Request) -> str:
         return request.client.host if request.client else "unknown"
 
@@ -106,12 +102,12 @@ def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
         """A refused POST: counts against its client; 429 once that client keeps being refused."""
         return response if limits.failure(client_of(request)) else too_many()
 
-    def survey_of(token: str, purpose: str) -> dict[str, Any] | None:
+    def survey_of(token: str, purpose: str) -> SurveyAnswer | None:
         try:
             survey_id = read_token([*settings.earlier_secrets, settings.secret], token, clock.now(), purpose)
         except TokenError:
             return None
-        return store.fetch_one("csat/service_survey", {"survey_id": survey_id})
+        return answers.survey(survey_id)
 
     invalid = ("Link not valid", "This survey link is not valid or has expired. Nothing was changed.")
     expired_form = ("Form expired", "This form has expired. Please open the link from the e-mail again.")
@@ -143,29 +139,29 @@ def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
         if survey is None:
             return message(*invalid, status=404)
         try:
-            chosen = parse_score(score) if score is not None else survey.get("score")
+            chosen = parse_score(score) if score is not None else survey.score
         except ValueError:
             chosen = None
         return rating_page(request, token, survey, chosen)
 
     def rating_page(
-        request: Request, token: str, survey: dict[str, Any], chosen: int | None, stale: bool = False
+        request: Request, token: str, survey: SurveyAnswer, chosen: int | None, stale: bool = False
     ) -> Response:
         """The form, made from the current answer: its version goes into the form and its CSRF token."""
         cookie = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
-        version = str(survey.get("version") or 0)
+        version = str(survey.version)
         return page(
             "respond",
             status=409 if stale else 200,
             cookie=cookie,
-            title=f"{team_of(survey)}: how did we do?",
-            team=team_of(survey),
-            engagement=engagement_of(survey),
+            title=f"{survey.team}: how did we do?",
+            team=survey.team,
+            engagement=survey.engagement,
             scores=SCORES,
             chosen=chosen,
-            comment=survey.get("comment") or "",
-            answered=survey.get("score") is not None,
-            current_score=survey.get("score"),
+            comment=survey.comment,
+            answered=survey.score is not None,
+            current_score=survey.score,
             stale=stale,
             action=f"/r/{token}",
             version=version,
@@ -190,25 +186,21 @@ def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
             value = parse_score(score)
         except ValueError as error:
             return refused(request, message("Rating not accepted", f"{error}. Nothing was changed.", 400))
-        if not limits.answer(survey["survey_id"]):
+        if not limits.answer(survey.survey_id):
             return too_many()
         text = comment.replace("\r\n", "\n").strip()[:MAX_COMMENT]
-        params = {"survey_id": survey["survey_id"], "score": value, "comment": text, "now": clock.now_iso()}
-        if int(version) == 0:
-            recorded = store.execute("csat/service_first_answer", params)
-        else:
-            recorded = store.execute("csat/service_change_answer", {**params, "version": int(version)})
-        if not recorded:  # the form was made before the current answer: show that answer, change nothing
-            current = store.fetch_one("csat/service_survey", {"survey_id": survey["survey_id"]}) or survey
-            log.info("CSAT stale form for survey %s: nothing changed", survey["survey_id"])
-            return rating_page(request, token, current, current.get("score"), stale=True)
-        log.info("CSAT response recorded for survey %s", survey["survey_id"])
+        if not answers.record(survey.survey_id, int(version), value, text):
+            # the form was made before the current answer: show that answer, change nothing
+            current = answers.survey(survey.survey_id) or survey
+            log.info("CSAT stale form for survey %s: nothing changed", survey.survey_id)
+            return rating_page(request, token, current, current.score, stale=True)
+        log.info("CSAT response recorded for survey %s", survey.survey_id)
         return page(
             "thanks",
             title="Thank you",
-            team=team_of(survey),
+            team=survey.team,
             score=value,
-            engagement=engagement_of(survey),
+            engagement=survey.engagement,
             comment=text,
             change_url=f"/r/{token}",
         )
@@ -225,7 +217,7 @@ def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
             "unsubscribe",
             cookie=cookie,
             title="Unsubscribe",
-            team=team_of(survey),
+            team=survey.team,
             action=f"/u/{token}",
             csrf_token=csrf_for(cookie, token, "unsubscribe"),
         )
@@ -239,19 +231,10 @@ def create_app(store: Any, settings: ServiceSettings) -> FastAPI:
         one_click = form.get("List-Unsubscribe") == "One-Click"  # RFC 8058: the mail client's POST
         if not one_click and not csrf_ok(request, token, str(form.get("csrf_token") or ""), "unsubscribe"):
             return refused(request, message(*expired_form, status=403))
-        if not limits.answer(survey["survey_id"]):
+        if not limits.answer(survey.survey_id):
             return too_many()
-        store.execute(
-            "csat/service_opt_out",
-            {
-                "survey_id": survey["survey_id"],
-                "now": clock.now_iso(),
-                "source": "one-click" if one_click else "confirm-page",
-            },
-        )
-        log.info("CSAT opt-out recorded for survey %s", survey["survey_id"])
-        return message(
-            "Unsubscribed", f"You will not receive satisfaction surveys from {team_of(survey)} any more.", 200
-        )
+        answers.opt_out(survey.survey_id, "one-click" if one_click else "confirm-page")
+        log.info("CSAT opt-out recorded for survey %s", survey.survey_id)
+        return message("Unsubscribed", f"You will not receive satisfaction surveys from {survey.team} any more.", 200)
 
     return app

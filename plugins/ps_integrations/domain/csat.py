@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from ps_integrations.domain.gitlab_text import inline_markdown
+
 SATISFIED_SCORES = (4, 5)
 SCORES = (1, 2, 3, 4, 5)
 TOKEN_SALT = "ps-csat-survey"  # noqa: S105 - a namespace for signatures, not a secret
@@ -140,6 +142,42 @@ def inert_title_text(text: str, limit: int = 120) -> str:
 
 def followup_title(account: str, engagement: str, score: int) -> str:
     return f"CSAT follow-up: {inert_title_text(account)} rated {inert_title_text(engagement)} {score}/5"
+
+
+# --- follow-up issues --------------------------------------------------------------------------------
+FOLLOWUP_MARKER = "<!-- ps-integrations:csat-survey={} -->"
+_FOLLOWUP_MARKER = re.compile(r"<!-- ps-integrations:csat-survey=([0-9a-f]+) -->")
+
+
+def followup_survey_id(description: str) -> str | None:
+    """The survey a follow-up issue was raised for (its marker), None for any other issue."""
+    match = _FOLLOWUP_MARKER.search(description or "")
+    return match.group(1) if match else None
+
+
+def followup_description(
+    survey_id: str, score: int, account: str, engagement_url: str, closed_at: str, responded_at: str, comment: str
+) -> str:
+    """The follow-up issue's body: the answer, the customer's comment quoted inert, and the marker."""
+    quoted = inline_markdown(comment) if comment else "_no comment_"
+    return "\n".join(
+        [
+            f"A customer rated the engagement **{score} of 5**.",
+            "",
+            f"- Customer: {inline_markdown(account)}",
+            f"- Engagement: {engagement_url}",
+            f"- Closed: {closed_at}",
+            f"- Answered: {responded_at}",
+            "",
+            "Comment:",
+            "",
+            f"> {quoted}".replace("\n", "\n> "),
+            "",
+            "Please reach out to the customer and record what was agreed here.",
+            "",
+            FOLLOWUP_MARKER.format(survey_id),
+        ]
+    )
 
 
 def reminder_due(sent_at: datetime, as_of: datetime, reminder_after: timedelta) -> bool:
@@ -307,3 +345,49 @@ def breakdown(outcomes: Sequence[SurveyOutcome], dimension: str) -> list[tuple[s
     for outcome in outcomes:
         groups.setdefault(str(getattr(outcome, dimension) or "(none)"), []).append(outcome)
     return [(value, figures_of(groups[value])) for value in sorted(groups)]
+
+
+# The breakdowns of a quarter: SurveyOutcome attribute and its title in the report
+DIMENSIONS = (
+    ("engagement_type", "Engagement type"),
+    ("sku_category", "SKU category"),
+    ("project_manager", "Project manager"),
+    ("account", "Account"),
+)
+TREND_QUARTERS = 8
+
+
+@dataclass(frozen=True)
+class QuarterFigures:
+    """Everything one fiscal quarter's CSAT report shows."""
+
+    period: str
+    dates: tuple[date, date]
+    surveys: tuple[SurveyOutcome, ...]  # closed in the quarter, by close date
+    overall: CsatFigures
+    trend: tuple[tuple[str, CsatFigures], ...]  # the last 8 quarters, oldest first, this one last
+    last_8: CsatFigures
+    tables: Mapping[str, list[tuple[str, CsatFigures]]]  # per dimension
+    verbatims: tuple[SurveyOutcome, ...]  # answers with a comment, newest first
+    low_scores: tuple[SurveyOutcome, ...]  # answers of 1 or 2, newest first
+
+
+def quarter_figures(outcomes: Sequence[SurveyOutcome], period: str, start_month: int) -> QuarterFigures:
+    """The CSAT figures of fiscal quarter ``period`` (engagements closed in it) and its 8-quarter trend."""
+    quarter_of = {o.survey_id: fiscal_quarter_key(o.closed_on, start_month) for o in outcomes}
+    in_period = [o for o in outcomes if quarter_of[o.survey_id] == period]
+    trend_keys = previous_quarters(period, TREND_QUARTERS)
+    answered = sorted(
+        (o for o in in_period if o.score is not None), key=lambda o: (o.responded_at, o.survey_id), reverse=True
+    )
+    return QuarterFigures(
+        period=period,
+        dates=fiscal_quarter_bounds(period, start_month),
+        surveys=tuple(sorted(in_period, key=lambda o: (o.closed_on, o.survey_id))),
+        overall=figures_of(in_period),
+        trend=tuple((key, figures_of([o for o in outcomes if quarter_of[o.survey_id] == key])) for key in trend_keys),
+        last_8=figures_of([o for o in outcomes if quarter_of[o.survey_id] in set(trend_keys)]),
+        tables={name: breakdown(in_period, name) for name, _ in DIMENSIONS},
+        verbatims=tuple(o for o in answered if o.comment),
+        low_scores=tuple(o for o in answered if o.score is not None and o.score <= 2),
+    )

@@ -18,9 +18,8 @@ per call, never a loop. API usage from ``Sforce-Limit-Info`` is exposed as ``api
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
@@ -28,6 +27,13 @@ from typing import Any, TypeVar
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook as ProviderSalesforceHook
 
 from ps_integrations.exceptions import SalesforceApiError
+from ps_integrations.hooks.salesforce_records import (
+    SOQL_FIELD,
+    OpportunityBudget,
+    OpportunityContacts,
+    OpportunityLine,
+    opportunity_contacts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -473,7 +479,7 @@ class SalesforceHook(ProviderSalesforceHook):
         :param budget_field: a field API name (``Budgeted_Hours__c``); validated before it is queried.
         :return: what Salesforce returned; Ids it does not know are absent.
         """
-        if not SOQL_FIELD.match(budget_field):
+        if not SOQL_FIELD.fullmatch(budget_field):
             raise SalesforceApiError("INVALID_FIELD", f"budget_field {budget_field!r} is not a Salesforce field name")
         wanted = sorted(set(opportunity_ids))
         found = []
@@ -502,22 +508,34 @@ class SalesforceHook(ProviderSalesforceHook):
                 )
         return found
 
+    # --- CSAT (issue #9) ---
+    def opportunity_contacts(
+        self, opportunity_ids: Sequence[str], extra_fields: Sequence[str] = ()
+    ) -> list[OpportunityContacts]:
+        """Opportunities with their contact roles and line items, in ``Id IN`` batches of 200.
 
-SOQL_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(__c)?$")
-
-
-@dataclass(frozen=True)
-class OpportunityLine:
-    sku: str  # Product2.ProductCode, empty when none
-    quantity: str  # as Salesforce sent it (a number)
-    total_price: str
-
-
-@dataclass(frozen=True)
-class OpportunityBudget:
-    opportunity_id: str  # 18 characters
-    budget: str | None  # the budget field as sent, None when empty
-    lines: tuple[OpportunityLine, ...]
+        :param opportunity_ids: 15- or 18-character ids (escaped, so any text is safe).
+        :param extra_fields: more Opportunity fields (``Customer_Facing_Name__c``, dotted ``Account.Name``),
+            returned as text in ``fields`` ("" when unset or not text).
+        :return: the opportunities found (deleted or invisible ones are absent), in id order.
+        """
+        for name in extra_fields:
+            if not SOQL_FIELD.fullmatch(name):
+                raise SalesforceApiError("INVALID_FIELD", f"{name!r} is not a field name")
+        wanted = sorted(set(opportunity_ids))
+        extra = "".join(f"{name}, " for name in extra_fields)
+        found: list[OpportunityContacts] = []
+        for offset in range(0, len(wanted), COLLECTION_LIMIT):
+            quoted = ", ".join(soql_string(oid) for oid in wanted[offset : offset + COLLECTION_LIMIT])
+            soql = (
+                f"SELECT Id, Name, Account.Name, {extra}"  # noqa: S608 - ids escaped, field names checked
+                "(SELECT ContactId, Role, IsPrimary, Contact.Name, Contact.Email, Contact.HasOptedOutOfEmail "
+                "FROM OpportunityContactRoles ORDER BY Id), "
+                "(SELECT TotalPrice, Product2.Name, Product2.Family FROM OpportunityLineItems ORDER BY Id) "
+                f"FROM Opportunity WHERE Id IN ({quoted})"
+            )
+            found.extend(opportunity_contacts(record, extra_fields) for record in self.query_records(soql))
+        return found
 
 
 def soql_string(value: str) -> str:

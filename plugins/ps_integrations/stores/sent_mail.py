@@ -47,7 +47,9 @@ class SentMailLedger:
         """Send ``version`` of mail ``key`` unless it was sent or its send was interrupted.
 
         An exception from ``send`` (the server refused, the connection failed) releases the claim and
-        propagates: nothing went out, so the next run sends it.
+        propagates: nothing went out, so the next run sends it. A kill, a task timeout or a SIGTERM
+        (``BaseException``s that are not ``Exception``s: ``AirflowTaskTimeout``, ``AirflowTaskTerminated``)
+        keeps the claim: it may strike after the server accepted the mail, like a SIGKILL.
         """
         known = self.state(key, version)
         if known is not None:
@@ -56,7 +58,7 @@ class SentMailLedger:
         self.store.set_value(self.job, key, f"sending:{version}")
         try:
             send()
-        except BaseException:
+        except Exception:
             self.store.set_value(self.job, key, previous or "")
             raise
         self.store.set_value(self.job, key, f"sent:{version}")
