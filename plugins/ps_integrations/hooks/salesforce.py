@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook as ProviderSalesforceHook
 
+from ps_integrations.domain.price_book import PriceBookEntry, PriceBookRead, SalesforceProduct
 from ps_integrations.exceptions import SalesforceApiError
 
 log = logging.getLogger(__name__)
@@ -498,39 +499,6 @@ def soql_string(value: str) -> str:
 
 
 # --- price book ---
-@dataclass(frozen=True)
-class PriceBookEntry:
-    """A product's list price in one price book (and currency: None in a single-currency org)."""
-
-    id: str
-    price_book_id: str
-    price_book_name: str
-    standard: bool
-    price_book_active: bool
-    unit_price: Decimal | None
-    active: bool
-    use_standard_price: bool
-    currency: str | None
-
-
-@dataclass(frozen=True)
-class SalesforceProduct:
-    id: str
-    code: str
-    name: str
-    active: bool
-    family: str | None
-    entries: tuple[PriceBookEntry, ...]
-
-
-@dataclass(frozen=True)
-class PriceBookRead:
-    products: tuple[SalesforceProduct, ...]
-    multi_currency: bool
-    pages: int = 1
-    child_pages: int = 0
-
-
 def _price(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
