@@ -48,7 +48,8 @@ def services_yml(products: int) -> str:
 
 
 def reconciliation_step(entries, catalog, exports_dir: Path, trace_memory: bool) -> tuple[float, float, int]:
-    from ps_integrations.domain.sku_reconciliation import join_zuora_catalog, reconcile
+    from ps_integrations.domain.sku_reconciliation import reconcile
+    from ps_integrations.domain.zuora_catalog import join_zuora_catalog
     from ps_integrations.exports import ExportStore, json_file
     from ps_integrations.jobs.sku_reconciliation import build_files
 

@@ -79,33 +79,30 @@ def ps_sku_reconciliation():
 
     @task(task_display_name="Reconcile Zuora with services.yml and export")
     def reconcile(_schema: list[str], **context) -> dict:
-        from datetime import date
-
         from airflow.sdk import Variable
+        from airflow.sdk.exceptions import AirflowFailException
 
+        from ps_integrations.domain.services_catalog import CatalogSyntaxError
         from ps_integrations.exports import ExportStore
         from ps_integrations.hooks.gitlab import GitLabHook
         from ps_integrations.hooks.zuora import ZuoraHook
         from ps_integrations.jobs.sku_reconciliation import ReconciliationConfig, SkuReconciliation
+        from ps_integrations.run_window import interval_end, parse_moment
         from ps_integrations.state_store import StateStore
+        from ps_integrations.stores.sku_reconciliation import ReconciliationLedger
 
         params = context["params"]
-        end = context.get("data_interval_end")
-        start = context.get("data_interval_start")
-        if params["as_of"]:
-            as_of = date.fromisoformat(params["as_of"])
-        elif end is not None and start is not None and end > start:
-            as_of = end.date()
-        else:
-            as_of = clock.now().date()
-        config = ReconciliationConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
-        job = SkuReconciliation(
-            ZuoraHook(), GitLabHook(), StateStore(), ExportStore.from_variables(), config, context["run_id"]
+        # a scheduled run reconciles as of its interval's end; a manual one as of `as_of`, else today (UTC)
+        as_of = (
+            parse_moment(params["as_of"], "as_of").date()
+            if params["as_of"]
+            else (interval_end(context) or clock.now()).date()
         )
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from ps_integrations.domain.services_catalog import CatalogSyntaxError
-
+        config = ReconciliationConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
+        records = ReconciliationLedger(StateStore())
+        job = SkuReconciliation(
+            ZuoraHook(), GitLabHook(), records, ExportStore.from_variables(), config, context["run_id"]
+        )
         try:
             summary = job.run(as_of, params["services_yml_ref"], clock.now())
         except CatalogSyntaxError as error:

@@ -19,7 +19,8 @@ from ps_integrations.domain.price_book import (
     salesforce_counts,
 )
 from ps_integrations.domain.services_catalog import ServiceEntry
-from ps_integrations.domain.sku_reconciliation import join_zuora_catalog, reconcile
+from ps_integrations.domain.sku_reconciliation import reconcile
+from ps_integrations.domain.zuora_catalog import join_zuora_catalog
 
 AS_OF = date(2026, 11, 21)
 MULTI = PriceBookSettings()

@@ -19,7 +19,8 @@ from ps_integrations.domain.services_yml_edit import (
     apply_changes,
     follow_zuora,
 )
-from ps_integrations.domain.sku_reconciliation import join_zuora_catalog, reconcile
+from ps_integrations.domain.sku_reconciliation import reconcile
+from ps_integrations.domain.zuora_catalog import join_zuora_catalog
 from sandbox.zuora.seed import build_catalog
 
 AS_OF = date(2026, 11, 21)

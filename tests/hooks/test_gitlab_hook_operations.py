@@ -118,8 +118,32 @@ def test_pacing_spaces_requests(hook):
     assert len(calls) == 2
 
 
-# --- merge requests (issue #19) -----------------------------------------------------------------------
+# --- repository --------------------------------------------------------------------------------------
 CATALOG = "professional-services/services-catalog"
+
+
+def test_get_file_reads_a_file_at_a_ref_with_its_blob_and_commit(hook):
+    import hashlib
+
+    from ps_integrations.hooks.gitlab import RepositoryFile
+
+    main = hook.get_file(CATALOG, "data/services.yml", "main")
+    older = hook.get_file(CATALOG, "data/services.yml", "catalog-2026-10")
+
+    assert isinstance(main, RepositoryFile) and (main.path, main.ref) == ("data/services.yml", "main")
+    assert main.content.startswith("- ") and "migration-plus" in main.content
+    raw = main.content.encode()
+    assert main.blob_id == hashlib.sha1(b"blob %d\x00" % len(raw) + raw, usedforsecurity=False).hexdigest()
+    assert main.content != older.content and main.blob_id != older.blob_id
+    assert main.last_commit_id != older.last_commit_id and len(older.last_commit_id) == 40
+    with pytest.raises(GitLabNotFoundError) as missing:
+        hook.get_file(CATALOG, "data/nothing.yml", "main")
+    assert missing.value.endpoint == f"GET /projects/{CATALOG}/repository/files/data/nothing.yml"
+    with pytest.raises(GitLabNotFoundError):
+        hook.get_file(CATALOG, "data/services.yml", "no-such-branch")
+
+
+# --- merge requests (issue #19) -----------------------------------------------------------------------
 SERVICES_YML = "data/services.yml"
 
 

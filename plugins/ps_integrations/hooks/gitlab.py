@@ -458,6 +458,31 @@ class GitLabHook(BaseHook):
         members = self._pages(f"GET /groups/{group}/members/all", handle.members_all.list)
         return [user for user in map(_user, members) if user is not None]
 
+    # --- repository ------------------------------------------------------------------------------------
+    def get_file(self, project: str, path: str, ref: str) -> RepositoryFile:
+        """``GET /projects/:id/repository/files/:file_path?ref=``: a file's text at a branch, tag or commit.
+
+        :param path: the file's path in the repository (``data/services.yml``).
+        :param ref: branch, tag or commit SHA.
+        :return: the text (UTF-8) with the blob id and the commits GitLab names; 404 (no such project,
+            file or ref) raises :class:`GitLabNotFoundError`.
+        """
+        handle = self._project(project)
+        endpoint = f"GET /projects/{project}/repository/files/{path}"
+        raw = self._call(endpoint, lambda: handle.files.get(file_path=path, ref=ref))
+        try:
+            content = raw.decode().decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise GitLabApiError(200, endpoint, f"{path} at {ref} is not UTF-8 text: {error}") from None
+        return RepositoryFile(
+            path=path,
+            ref=ref,
+            content=content,
+            blob_id=str(raw.blob_id),
+            last_commit_id=str(getattr(raw, "last_commit_id", "") or ""),
+            commit_id=str(getattr(raw, "commit_id", "") or ""),
+        )
+
     # --- merge requests ---
     def get_branch(self, project: str, branch: str) -> GitLabBranch | None:
         """``GET /projects/:id/repository/branches/:branch``; None when there is no such branch."""
@@ -479,20 +504,6 @@ class GitLabHook(BaseHook):
         """``DELETE /projects/:id/repository/branches/:branch``."""
         handle = self._project(project)
         self._call(f"DELETE /projects/{project}/repository/branches", lambda: handle.branches.delete(branch))
-
-    def get_file(self, project: str, path: str, ref: str) -> GitLabFile:
-        """``GET /projects/:id/repository/files/:path?ref=``: the text and its blob and commit ids."""
-        handle = self._project(project)
-        endpoint = f"GET /projects/{project}/repository/files"
-        raw = self._call(endpoint, lambda: handle.files.get(file_path=path, ref=ref))
-        return GitLabFile(
-            path=path,
-            ref=ref,
-            content=raw.decode().decode("utf-8"),
-            blob_id=str(raw.blob_id),
-            commit_id=str(raw.commit_id),
-            last_commit_id=str(raw.last_commit_id),
-        )
 
     def commit_file(
         self, project: str, branch: str, path: str, content: str, message: str, *, start_branch: str | None = None
@@ -621,21 +632,23 @@ class GitLabHook(BaseHook):
         return _note(raw.asdict())
 
 
+@dataclass(frozen=True)
+class RepositoryFile:
+    """A repository file at a ref (``GET /projects/:id/repository/files/:path``)."""
+
+    path: str
+    ref: str
+    content: str  # decoded from GitLab's base64, UTF-8
+    blob_id: str  # git's blob SHA: the same content has the same id on every ref
+    last_commit_id: str  # the last commit that changed the file, up to ref
+    commit_id: str = ""  # the commit ref points at
+
+
 # --- merge requests ---
 @dataclass(frozen=True)
 class GitLabBranch:
     name: str
     commit_id: str
-
-
-@dataclass(frozen=True)
-class GitLabFile:
-    path: str
-    ref: str
-    content: str
-    blob_id: str
-    commit_id: str  # the ref's head
-    last_commit_id: str  # the last commit that changed the file
 
 
 @dataclass(frozen=True)

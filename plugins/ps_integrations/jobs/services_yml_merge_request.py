@@ -22,9 +22,9 @@ from ps_integrations.hooks.gitlab import (
     GitLabBranch,
     GitLabCommit,
     GitLabComparison,
-    GitLabFile,
     GitLabMergeRequest,
     GitLabNote,
+    RepositoryFile,
 )
 
 # every commit the job makes carries this line; a commit without it on the branch is a person's
@@ -38,7 +38,7 @@ class ServicesYmlRepository(Protocol):
 
     def get_branch(self, project: str, branch: str) -> GitLabBranch | None: ...
     def delete_branch(self, project: str, branch: str) -> None: ...
-    def get_file(self, project: str, path: str, ref: str) -> GitLabFile: ...
+    def get_file(self, project: str, path: str, ref: str) -> RepositoryFile: ...
     def commit_file(
         self, project: str, branch: str, path: str, content: str, message: str, *, start_branch: str | None = None
     ) -> GitLabCommit: ...
