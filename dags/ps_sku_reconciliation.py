@@ -21,14 +21,29 @@ new and which were resolved since the previous `as_of`. A YAML syntax error in s
 the run with file, line and column and mails finance that nothing could be reconciled; an unusable
 entry is reported by id and reason, the rest are reconciled, and the run fails at the end.
 
-**Connections:** `zuora_default`, `gitlab_default` (services.yml and the finance issue), `ps_state`,
-`smtp_default`, and the exports connection.
+**Salesforce and the merge request (issue #19, both off unless configured):** with `salesforce`
+on, Salesforce's PS products (`Product2` of `salesforce_product_families`) and their entries in the
+standard price book (and `salesforce_price_book`) give every row Salesforce's side: sellable or not,
+Salesforce's price, a status (`inactive_in_salesforce`, `not_sellable_in_salesforce`,
+`sellable_but_retired_in_zuora`, `price_differs_in_salesforce`, `not_compared`, `match`), the action
+and the missing step of the SKU process; the finance issue lists what services.yml cannot fix. With
+`services_yml_merge_request` on, one merge request from `services_yml_merge_request_branch` makes
+services.yml follow Zuora (prices, names, retired products, missing PS products) with a minimal
+diff; later runs update it, it is closed when nothing is left, a person's commit on its branch
+makes the job leave it alone (and say so); the job never merges it.
+
+**Connections:** `zuora_default`, `gitlab_default` (services.yml, the finance issue, the merge
+request), `salesforce_default` (with `salesforce` on), `ps_state`, `smtp_default`, and the exports
+connection.
 
 **Variables:** `ps_sku_reconciliation_config` (JSON, all optional): `services_yml_project`,
 `services_yml_path` (`data/services.yml`), `services_yml_ref` (`main`), `services_yml_local_path`
 (read a file instead of GitLab), `finance_project`, `finance_recipients`, `zuora_batch_size`
 (2000), `exports_browse_url` (where finance opens the export folder in a browser; `{folder}` is
-replaced). Also `ps_exports_base`, `ps_exports_conn_id`, `ps_alert_recipients`.
+replaced), `salesforce` (false), `salesforce_product_families`, `salesforce_price_book`,
+`salesforce_org_currency` (`USD`), `services_yml_merge_request` (false),
+`services_yml_merge_request_branch`, `services_yml_merge_request_labels`. Also `ps_exports_base`,
+`ps_exports_conn_id`, `ps_alert_recipients`.
 
 **Re-running and backfilling:** safe. A run recomputes and overwrites its `as_of` folder; the same
 inputs give byte-identical data files. The finance mail goes once per `as_of` and content; the
@@ -59,7 +74,7 @@ CONFIG_VARIABLE = "ps_sku_reconciliation_config"
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
-    tags=dag_tags("zuora", "gitlab", "finance"),
+    tags=dag_tags("zuora", "gitlab", "salesforce", "finance"),
     default_args=default_args(),
     deadline=finance_deadline(timedelta(hours=1), "The SKU reconciliation export"),
     dag_display_name="SKU reconciliation (Zuora ↔ services.yml)",
@@ -100,8 +115,21 @@ def ps_sku_reconciliation():
         )
         config = ReconciliationConfig.from_mapping(Variable.get(CONFIG_VARIABLE, default={}, deserialize_json=True))
         records = ReconciliationLedger(StateStore())
+        gitlab = GitLabHook()
+        salesforce = None
+        if config.salesforce:
+            from ps_integrations.hooks.salesforce import SalesforceHook
+
+            salesforce = SalesforceHook()
         job = SkuReconciliation(
-            ZuoraHook(), GitLabHook(), records, ExportStore.from_variables(), config, context["run_id"]
+            ZuoraHook(),
+            gitlab,
+            records,
+            ExportStore.from_variables(),
+            config,
+            context["run_id"],
+            salesforce=salesforce,
+            merge_requests=gitlab if config.services_yml_merge_request else None,
         )
         try:
             summary = job.run(as_of, params["services_yml_ref"], clock.now())

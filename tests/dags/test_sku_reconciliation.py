@@ -525,7 +525,14 @@ def test_workbook_finance_can_act_on(dag, recon):
     assert header == [field.header for field in FIELDS]
     assert "services.yml price" in header and "Difference (services.yml minus Zuora)" in header
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == f"A1:S{len(csv_rows) + 1}"
+    from openpyxl.utils import get_column_letter
+
+    # every column filterable: 19 of Zuora and services.yml, 8 of Salesforce's side (issue #19)
+    assert (
+        sheet.auto_filter.ref
+        == f"A1:{get_column_letter(len(FIELDS))}{len(csv_rows) + 1}"
+        == f"A1:AA{len(csv_rows) + 1}"
+    )
     column = {name: header.index(name) for name in header}
     table = [list(row) for row in sheet.iter_rows(min_row=2)]
     statuses = [row[column["Status"]].value for row in table]

@@ -221,3 +221,28 @@ def test_the_sandbox_seeds_show_every_salesforce_status():
     assert found["GL-BAS", "USD"] == found["GL-BAS", "EUR"] == "match"
     counts = salesforce_counts(outcome)
     assert all(counts[status] for status in SALESFORCE_STATUSES)
+
+
+def test_rows_with_salesforce_carry_both_sides_and_the_retired_products_salesforce_sells():
+    from ps_integrations.domain.price_book import needs_any_action, rows_with_salesforce
+    from ps_integrations.domain.sku_reconciliation import needs_action
+
+    products = [zuora("A"), zuora("OLD", end="2025-06-30")]
+    rows = reconcile([entry("A")], products, AS_OF)
+    outcome = add_salesforce(rows, products, [sf("A", pbe("90")), sf("OLD", pbe())], AS_OF, MULTI)
+    combined = rows_with_salesforce(rows, outcome)
+    by_sku = {row["sku"]: row for row in combined}
+    assert by_sku["A"]["status"] == "match" and by_sku["A"]["salesforce_status"] == "price_differs_in_salesforce"
+    assert by_sku["A"]["salesforce_price"] == Decimal(90) and by_sku["A"]["salesforce_sellable"] == "yes"
+    assert not needs_action(by_sku["A"]) and needs_any_action(by_sku["A"])
+    old = by_sku["OLD"]
+    assert (old["status"], old["salesforce_status"], old["zuora_effective_end"]) == (
+        "not_compared",
+        "sellable_but_retired_in_zuora",
+        "2025-06-30",
+    )
+    assert "ended on 2025-06-30; services.yml does not offer it" in old["details"]
+    assert by_sku["A"] == rows[0]  # the reconciliation's own values are unchanged
+    plain = rows_with_salesforce(rows, None)
+    assert plain[0]["salesforce_status"] == "" and plain[0]["salesforce_price"] is None
+    assert not needs_any_action(plain[0])

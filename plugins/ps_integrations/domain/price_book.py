@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from ps_integrations.domain.sku_reconciliation import Row, money, sku_key
+from ps_integrations.domain.sku_reconciliation import ROW_KEYS, Row, money, needs_action, sku_key, sort_key
 from ps_integrations.domain.zuora_catalog import ZuoraProduct
 
 # --- records in (what SalesforceHook.price_book_products returns) ------------------------------------
@@ -391,3 +391,85 @@ def salesforce_counts(outcome: PriceBookOutcome) -> dict[str, int]:
     for extra in outcome.retired_but_sellable:
         counts[extra.salesforce.status] += 1
     return counts
+
+
+# --- rows with Salesforce's side, for the export, the issue and the mail --------------------------------
+
+SALESFORCE_KEYS = (
+    "salesforce_status",
+    "salesforce_action",
+    "salesforce_sellable",
+    "salesforce_price",
+    "salesforce_price_book",
+    "salesforce_product_id",
+    "sku_process_step",
+    "salesforce_details",
+)
+
+
+class PriceBookRow(Row):
+    """A reconciliation row with Salesforce's side (empty when Salesforce is not read)."""
+
+    __slots__ = SALESFORCE_KEYS
+
+    def __init__(self, **values: object) -> None:
+        super().__init__(**{key: values[key] for key in ROW_KEYS})
+        for key in SALESFORCE_KEYS:
+            setattr(self, key, values.get(key, None if key == "salesforce_price" else ""))
+
+
+def _side_values(side: SalesforceSide | None) -> dict[str, object]:
+    if side is None:
+        return {}
+    return {
+        "salesforce_status": side.status,
+        "salesforce_action": side.action,
+        "salesforce_sellable": "yes" if side.sellable else "no",
+        "salesforce_price": side.price,
+        "salesforce_price_book": side.price_book,
+        "salesforce_product_id": side.product_id,
+        "sku_process_step": side.step_text,
+        "salesforce_details": side.details,
+    }
+
+
+def _retired_row(extra: RetiredButSellable) -> dict[str, object]:
+    product = extra.zuora
+    end = product.end.isoformat() if product.end else ""
+    return {
+        **dict.fromkeys(ROW_KEYS, ""),
+        "sku": extra.sku,
+        "currency": extra.currency,
+        "status": "not_compared",
+        "problems": "not_compared",
+        "details": f"Zuora product {product.id} ended on {end}; services.yml does not offer it",
+        "services_yml_price": None,
+        "zuora_price": None,
+        "difference": None,
+        "services_yml_line": None,
+        "zuora_product_id": product.id,
+        "zuora_name": product.name,
+        "zuora_effective_start": product.start.isoformat() if product.start else "",
+        "zuora_effective_end": end,
+        "zuora_rate_plans": product.rate_plans,
+    }
+
+
+def rows_with_salesforce(rows: Sequence[Row], outcome: PriceBookOutcome | None) -> list[Row]:
+    """The rows with Salesforce's columns (empty without an outcome), plus a row for each product Zuora
+    retired that Salesforce still sells; in the reconciliation's order."""
+    if outcome is None:
+        return [PriceBookRow(**row.as_dict()) for row in rows]
+    combined: list[Row] = [
+        PriceBookRow(**row.as_dict(), **_side_values(side)) for row, side in zip(rows, outcome.sides, strict=True)
+    ]
+    combined += [
+        PriceBookRow(**_retired_row(extra), **_side_values(extra.salesforce)) for extra in outcome.retired_but_sellable
+    ]
+    return sorted(combined, key=sort_key)
+
+
+def needs_any_action(row: Row) -> bool:
+    """Whether anyone must act on the row: in Zuora or services.yml, or in Salesforce."""
+    status = getattr(row, "salesforce_status", "")
+    return needs_action(row) or bool(status and status not in SALESFORCE_NO_ACTION)

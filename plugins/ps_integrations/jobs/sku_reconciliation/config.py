@@ -10,6 +10,8 @@ from ps_integrations.exceptions import ConfigurationError
 
 CONFIG_VARIABLE = "ps_sku_reconciliation_config"
 MAX_ZUORA_BATCH_SIZE = 2000  # Zuora's QueryOptions.batchSize ceiling
+# services.yml's categories, which the PS products' Product2.Family follow
+PS_FAMILIES = ("Education", "Integration", "Implementation", "Migration", "Consulting")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,15 @@ class ReconciliationConfig:
     # where finance opens the export folder in a browser; "{folder}" is replaced, e.g.
     # "https://s3.console.aws.amazon.com/s3/buckets/ps-exports?prefix=finance/{folder}/"
     exports_browse_url: str = ""
+    # issue #19: Salesforce's price book as the third system (off: Zuora against services.yml only)
+    salesforce: bool = False
+    salesforce_product_families: tuple[str, ...] = PS_FAMILIES  # Product2.Family of PS products
+    salesforce_price_book: str | None = None  # the PS price book sold from (None: the standard one)
+    salesforce_org_currency: str = "USD"  # the currency of an org without multi-currency
+    # issue #19: one merge request that makes services.yml follow Zuora (never merged by the job)
+    services_yml_merge_request: bool = False
+    services_yml_merge_request_branch: str = "ps-integrations/services-yml-follows-zuora"
+    services_yml_merge_request_labels: tuple[str, ...] = ("sku-reconciliation",)
 
     def __post_init__(self) -> None:
         texts = ("services_yml_project", "services_yml_path", "services_yml_ref", "finance_project")
@@ -33,6 +44,29 @@ class ReconciliationConfig:
                 raise ConfigurationError(f"{CONFIG_VARIABLE}: {name} must be a non-empty text, not {value!r}")
         if self.services_yml_local_path is not None and not isinstance(self.services_yml_local_path, str):
             raise ConfigurationError(f"{CONFIG_VARIABLE}: services_yml_local_path must be a path")
+        for name in ("salesforce", "services_yml_merge_request"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(
+                    f"{CONFIG_VARIABLE}: {name} must be true or false, not {getattr(self, name)!r}"
+                )
+        for name in ("salesforce_product_families", "services_yml_merge_request_labels"):
+            values = getattr(self, name)
+            if not isinstance(values, tuple) or not all(isinstance(v, str) and v.strip() for v in values):
+                raise ConfigurationError(f"{CONFIG_VARIABLE}: {name} must be a list of texts, not {values!r}")
+        if self.salesforce_price_book is not None and (
+            not isinstance(self.salesforce_price_book, str) or not self.salesforce_price_book.strip()
+        ):
+            raise ConfigurationError(f"{CONFIG_VARIABLE}: salesforce_price_book must be a price book's name")
+        currency = self.salesforce_org_currency
+        if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+            raise ConfigurationError(
+                f"{CONFIG_VARIABLE}: salesforce_org_currency must be an ISO 4217 code like USD, not {currency!r}"
+            )
+        branch = self.services_yml_merge_request_branch
+        if not isinstance(branch, str) or not branch.strip() or branch == self.services_yml_ref:
+            raise ConfigurationError(
+                f"{CONFIG_VARIABLE}: services_yml_merge_request_branch must be a branch of its own, not {branch!r}"
+            )
         if not isinstance(self.exports_browse_url, str):
             raise ConfigurationError(f"{CONFIG_VARIABLE}: exports_browse_url must be a text")
         size = self.zuora_batch_size

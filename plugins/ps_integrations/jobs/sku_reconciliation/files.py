@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any, overload
 
-from ps_integrations.domain.sku_reconciliation import GLOSSARY, NO_ACTION, Row, money, needs_action, status_counts
+from ps_integrations.domain.price_book import SALESFORCE_GLOSSARY, SALESFORCE_NO_ACTION
+from ps_integrations.domain.price_book import needs_any_action as needs_action
+from ps_integrations.domain.sku_reconciliation import GLOSSARY, NO_ACTION, Row, money, status_counts
 from ps_integrations.exports import Column, ExportFile, json_file
 from ps_integrations.jobs.sku_reconciliation.sources import CatalogSource, Sources
 from ps_integrations.xlsx import Money, Sheet, workbook_bytes
@@ -48,6 +50,19 @@ FIELDS = (
     Field("zuora_effective_end", "Zuora end date", "Zuora product EffectiveEndDate", "date"),
     Field("zuora_rate_plan_id", "Zuora rate plan id", "Zuora rate plan of the Zuora price shown"),
     Field("zuora_rate_plans", "Zuora rate plans", "Number of rate plans of the Zuora product (any date)", "int"),
+    # issue #19: Salesforce's side (empty when Salesforce is not read)
+    Field("salesforce_status", "Salesforce status", "Salesforce against Zuora; see the glossary on the Summary sheet"),
+    Field("salesforce_action", "Salesforce action", "What to change in Salesforce (its price book follows Zuora)"),
+    Field(
+        "salesforce_sellable",
+        "Sellable in Salesforce",
+        "yes: active product, active entry in the price book in this currency, active price book; no: not sellable",
+    ),
+    Field("salesforce_price", "Salesforce price", "UnitPrice of the price book entry in this currency", "money"),
+    Field("salesforce_price_book", "Salesforce price book", "The price book of the entry (the PS one when set)"),
+    Field("salesforce_product_id", "Salesforce product id", "Product2 Id"),
+    Field("sku_process_step", "Missing SKU-process step", "The step of the PS handbook's SKU process that is missing"),
+    Field("salesforce_details", "Salesforce details", "Why it is not sellable, duplicate product codes, ended dates"),
 )
 COLUMNS = tuple(Column(f.header, f.description) for f in FIELDS)
 MONEY_KEYS = tuple(f.key for f in FIELDS if f.kind == "money")
@@ -58,7 +73,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _csv_cell(row: Row, field: Field) -> str:
-    value = row[field.key]
+    value = getattr(row, field.key, None)  # a row without Salesforce's side has no such columns
     if value is None:
         return ""
     if field.kind == "money":
@@ -92,7 +107,7 @@ def reconciliation_csv(rows: Sequence[Row]) -> ExportFile:
 
 
 def _sheet_cell(row: Row, field: Field) -> Any:
-    value = row[field.key]
+    value = getattr(row, field.key, None)  # a row without Salesforce's side has no such columns
     if value is None or value == "":
         return None
     if field.kind == "money":
@@ -145,6 +160,20 @@ def summary_sheet(
     lines += [
         [status, count, "no" if status in NO_ACTION else "yes", GLOSSARY[status]] for status, count in counts.items()
     ]
+    salesforce = {row["salesforce_status"] for row in rows if getattr(row, "salesforce_status", "")}
+    if salesforce:
+        lines.append([])
+        bold.add(len(lines) + 1)
+        lines.append(["Salesforce status", "Rows", "Needs action", "Meaning"])
+        lines += [
+            [
+                status,
+                sum(1 for row in rows if row["salesforce_status"] == status),
+                "no" if status in SALESFORCE_NO_ACTION else "yes",
+                meaning,
+            ]
+            for status, meaning in SALESFORCE_GLOSSARY.items()
+        ]
     lines.append([])
     bold.add(len(lines) + 1)
     lines.append(["Column", "Meaning"])

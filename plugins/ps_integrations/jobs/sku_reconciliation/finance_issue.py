@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from ps_integrations.domain.gitlab_text import one_line
-from ps_integrations.domain.sku_reconciliation import GLOSSARY, NO_ACTION, money
+from ps_integrations.domain.price_book import SALESFORCE_GLOSSARY, SALESFORCE_NO_ACTION
+from ps_integrations.domain.sku_reconciliation import GLOSSARY, NO_ACTION, Row, money, needs_action
 from ps_integrations.exceptions import GitLabApiError, GitLabNotFoundError
 from ps_integrations.hooks.gitlab import GitLabIssue
 from ps_integrations.jobs.sku_reconciliation.outcome import Outcome
@@ -69,17 +70,19 @@ def issue_body(outcome: Outcome) -> str:
             + "; ".join(table_cell(item) for item in outcome.duplicated_ids),
             "",
         ]
+    lines += salesforce_lines(outcome)
     lines += [
         "| SKU | Currency | Status | Action | services.yml price | Zuora price | Difference "
         "| services.yml id | services.yml name | Zuora product id | Zuora name |",
         "|---|---|---|---|---:|---:|---:|---|---|---|---|",
     ]
     for row in action_rows[:ISSUE_TABLE_LIMIT]:
+        status, action = shown_status(row)
         cells = [
             row["sku"],
             row["currency"],
-            row["status"],
-            row["action"],
+            status,
+            action,
             money(row["services_yml_price"]),
             money(row["zuora_price"]),
             money(row["difference"]),
@@ -101,6 +104,48 @@ def issue_body(outcome: Outcome) -> str:
         ISSUE_MARKER,
     ]
     return "\n".join(lines)
+
+
+def shown_status(row: Row) -> tuple[str, str]:
+    """The row's status and action: Zuora's or services.yml's when they need one, else Salesforce's."""
+    if needs_action(row) or not getattr(row, "salesforce_status", ""):
+        return row["status"], row["action"]
+    return row["salesforce_status"], row["salesforce_action"]
+
+
+def salesforce_lines(outcome: Outcome) -> list[str]:
+    """The merge request, Salesforce's statuses and what services.yml cannot fix (issue #19)."""
+    lines: list[str] = []
+    request = outcome.merge_request
+    if request is not None:
+        where = f" ({request.url})" if request.url and request.open else ""
+        lines += [f"**services.yml merge request:** {table_cell(request.message, 600)}{where}", ""]
+    counts = {status: count for status, count in outcome.salesforce_counts.items() if count}
+    if counts:
+        lines += ["| Salesforce status | Rows | Meaning |", "|---|---:|---|"]
+        lines += [
+            f"| {status} | {count} | {table_cell(SALESFORCE_GLOSSARY[status])} |"
+            for status, count in counts.items()
+            if status not in SALESFORCE_NO_ACTION
+        ]
+        lines.append("")
+    if outcome.finance_items:
+        lines += [
+            "### What services.yml cannot fix",
+            "",
+            "| SKU | Currency | Problem | Missing step of the SKU process | Action |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            "| "
+            + " | ".join(
+                table_cell(cell) for cell in (item.sku, item.currency, item.problem, item.step_text, item.action)
+            )
+            + " |"
+            for item in outcome.finance_items[:ISSUE_TABLE_LIMIT]
+        ]
+        lines.append("")
+    return lines
 
 
 def issue_title(outcome: Outcome) -> str:

@@ -19,6 +19,7 @@ from ps_integrations.domain.services_catalog import CatalogSyntaxError
 from ps_integrations.domain.sku_reconciliation import GLOSSARY
 from ps_integrations.exports import ExportFile
 from ps_integrations.jobs.sku_reconciliation.files import attachable
+from ps_integrations.jobs.sku_reconciliation.finance_issue import shown_status
 from ps_integrations.jobs.sku_reconciliation.outcome import Outcome
 from ps_integrations.jobs.sku_reconciliation.ports import Send, SentMail
 from ps_integrations.jobs.sku_reconciliation.sources import CatalogSource
@@ -66,12 +67,15 @@ def finance_mail(outcome: Outcome, files: Sequence[ExportFile], issue_url: str |
         + "."
     )
     issue_line = f"Finance issue: {issue_url}" if issue_url else "No finance issue is open: nothing needs action."
+    if outcome.merge_request is not None:  # issue #19: the services.yml merge request
+        request = outcome.merge_request
+        issue_line += f"\n{request.message}" + (f": {request.url}" if request.url and request.open else "")
     text_lines = [
         f"SKU reconciliation as of {as_of.isoformat()}: {len(action_rows)} row(s) need action "
         f"({len(outcome.new)} new problem(s) since the previous run, {len(outcome.resolved)} resolved).",
         "Zuora is upstream: services.yml follows Zuora; a SKU missing in Zuora needs a finance SKU request.",
         "",
-        *[f"- {row['sku'] or row['services_yml_id']} {row['currency']}: {row['action']}" for row in shown],
+        *[f"- {row['sku'] or row['services_yml_id']} {row['currency']}: {shown_status(row)[1]}" for row in shown],
         *([f"- ... and {more} more in the attached workbook"] if more else []),
         "",
         *(
@@ -87,7 +91,7 @@ def finance_mail(outcome: Outcome, files: Sequence[ExportFile], issue_url: str |
     escape = html.escape
     items = "".join(
         f"<tr><td>{escape(row['sku'] or row['services_yml_id'])}</td><td>{escape(row['currency'])}</td>"
-        f"<td>{escape(row['status'])}</td><td>{escape(row['action'])}</td></tr>"
+        f"<td>{escape(shown_status(row)[0])}</td><td>{escape(shown_status(row)[1])}</td></tr>"
         for row in shown
     )
     status_rows = "".join(
@@ -100,6 +104,12 @@ def finance_mail(outcome: Outcome, files: Sequence[ExportFile], issue_url: str |
         if issue_url
         else "<p>No finance issue is open: nothing needs action.</p>"
     )
+    if outcome.merge_request is not None:
+        request = outcome.merge_request
+        link = request.url if request.url and request.open else ""
+        issue_html += f"<p>{escape(request.message)}" + (
+            f": <a href='{escape(link, quote=True)}'>{escape(link)}</a></p>" if link else "</p>"
+        )
     browse_html = f": <a href='{escape(browse, quote=True)}'>{escape(browse)}</a>" if browse else ""
     body_html = (
         f"<p>SKU reconciliation as of <b>{as_of.isoformat()}</b>: <b>{len(action_rows)}</b> row(s) need action "

@@ -1,7 +1,8 @@
 """The SKU reconciliation job: Zuora's catalog against services.yml, exported and told to finance.
 
-``run()`` is the story: read the catalog, read Zuora, reconcile, export, record what changed since
-the previous ``as_of``, keep the finance issue current, mail finance. Each step is a function or a
+``run()`` is the story: read the catalog, read Zuora, reconcile, add Salesforce's price book (when
+configured), keep the services.yml merge request (when configured), export, record what changed
+since the previous ``as_of``, keep the finance issue current, mail finance. Each step is a function or a
 small class of its own module; a third system (a price book) is one more read step and one more
 field of :class:`Sources`.
 """
@@ -18,6 +19,7 @@ from ps_integrations.jobs.sku_reconciliation.config import ReconciliationConfig
 from ps_integrations.jobs.sku_reconciliation.files import build_files, manifest_file
 from ps_integrations.jobs.sku_reconciliation.finance_issue import FinanceIssue
 from ps_integrations.jobs.sku_reconciliation.finance_mail import FinanceMail
+from ps_integrations.jobs.sku_reconciliation.merge_request import ServicesYmlRepository
 from ps_integrations.jobs.sku_reconciliation.outcome import Outcome, browse_url
 from ps_integrations.jobs.sku_reconciliation.ports import (
     ExportFolders,
@@ -26,6 +28,7 @@ from ps_integrations.jobs.sku_reconciliation.ports import (
     Send,
     ZuoraCatalog,
 )
+from ps_integrations.jobs.sku_reconciliation.salesforce import PriceBookSource, keep_merge_request, read_price_book
 from ps_integrations.jobs.sku_reconciliation.sources import (
     CatalogSource,
     Sources,
@@ -53,8 +56,11 @@ class SkuReconciliation:
         config: ReconciliationConfig,
         run_id: str,
         send: Send | None = None,
+        salesforce: PriceBookSource | None = None,
+        merge_requests: ServicesYmlRepository | None = None,
     ) -> None:
         self.zuora, self.gitlab, self.records, self.exports = zuora, gitlab, records, exports
+        self.salesforce, self.merge_requests = salesforce, merge_requests
         self.config = config
         self.run_id = run_id
         self.summary = RunSummary(counts={})
@@ -65,6 +71,11 @@ class SkuReconciliation:
         source, catalog = self.read_catalog(as_of, ref)
         zuora = read_zuora(self.zuora, self.config.zuora_batch_size, as_of)
         rows = self.reconcile(as_of, catalog, zuora)
+        salesforce = read_price_book(self.salesforce, self.config, rows, zuora.products, as_of, self.summary)
+        merge_request = keep_merge_request(
+            self.merge_requests, self.config, source, rows, zuora.products, as_of, self.summary
+        )
+        rows = salesforce.rows
         counts = status_counts(rows)
         sources = Sources(zuora.endpoint, zuora.records, source)
         folder, files = self.export(as_of, rows, counts, catalog, sources, fetched_at)
@@ -79,6 +90,9 @@ class SkuReconciliation:
             catalog.duplicated_ids(),
             sources,
             browse_url(self.config.exports_browse_url, folder),
+            salesforce.finance_items,
+            merge_request,
+            salesforce.counts,
         )
         issue_url = self.issue.keep_current(outcome)
         self.mail.reconciled(outcome, files, issue_url)

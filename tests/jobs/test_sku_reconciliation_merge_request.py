@@ -9,7 +9,7 @@ import pytest
 
 from ps_integrations.domain.services_yml_edit import PRICE, Change, Plan
 from ps_integrations.hooks.gitlab import GitLabHook
-from ps_integrations.jobs.services_yml_merge_request import MergeRequestSettings, ServicesYmlMergeRequest
+from ps_integrations.jobs.sku_reconciliation.merge_request import MergeRequestSettings, ServicesYmlMergeRequest
 
 CATALOG = "professional-services/services-catalog"
 PATH = "data/services.yml"
@@ -121,7 +121,7 @@ def test_target_moved_on_branch_starts_again_from_it(hook, gitlab):
 def test_a_run_killed_after_the_commit_opens_the_merge_request_next_time(hook, gitlab):
     main = hook.get_file(CATALOG, PATH, "main")
     from ps_integrations.domain.services_yml_edit import apply_changes
-    from ps_integrations.jobs.services_yml_merge_request import TRAILER
+    from ps_integrations.jobs.sku_reconciliation.merge_request import TRAILER
 
     hook.commit_file(
         CATALOG, BRANCH, PATH, apply_changes(main.content, [BASICS]), f"x\n\n{TRAILER}", start_branch="main"
