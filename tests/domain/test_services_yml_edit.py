@@ -137,3 +137,17 @@ def test_the_sandbox_zuora_drift_becomes_these_changes():
     # after the changes Zuora and services.yml agree on everything services.yml can follow
     again = parse_services_yml(edited)
     assert follow_zuora(reconcile(again.entries, zuora, AS_OF, again.invalid), zuora).changes == ()
+
+
+def test_windows_line_ends_and_indented_lists_are_kept():
+    text = "- id: a\r\n  price: 100\r\n  sku: A\r\n\r\n# b\r\n- id: b\r\n  price: 5\r\n  sku: B\r\n"
+    edited = apply_changes(
+        text, [change(PRICE, "a", 1, "100", "120"), change(ADD, "c", None, new="10", sku="C", name="C")]
+    )
+    assert edited == (
+        "- id: a\r\n  price: 120\r\n  sku: A\r\n\r\n# b\r\n- id: b\r\n  price: 5\r\n  sku: B\r\n"
+        "\r\n- id: c\r\n  name: C\r\n  price: 10\r\n  sku: C\r\n"
+    )
+    assert apply_changes(text, [change(RETIRE, "b", 6, sku="B")]) == "- id: a\r\n  price: 100\r\n  sku: A\r\n\r\n"
+    nested = apply_changes("  - id: a\n    sku: A\n", [change(ADD, "c", None, new="10.5", sku="C", name="C")])
+    assert nested == "  - id: a\n    sku: A\n  - id: c\n    name: C\n    price: 10.50\n    sku: C\n"

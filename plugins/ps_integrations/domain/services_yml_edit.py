@@ -304,7 +304,7 @@ def _entry_span(text: str, items: list[MappingNode], item: MappingNode) -> _Edit
     position = next(i for i, candidate in enumerate(items) if candidate is item)
     line = item.start_mark.line
     own = _comment_block_start(text, starts, line, -1)
-    if 0 < own < line and text[starts[own - 1] :].startswith("\n"):
+    if 0 < own < line and text[starts[own - 1] :].startswith(("\n", "\r\n")):
         line = own
     first = starts[line]
     if position + 1 < len(items):
@@ -323,11 +323,14 @@ def _new_entry(text: str, items: list[MappingNode], change: Change) -> _Edit:
         price = _format_amount(Decimal(change.new), grouped=False)
         lines.append(f"{indent}price: " + (price if change.currency in ("", "USD") else f"{price} {change.currency}"))
     lines.append(f"{indent}sku: {_string_text('', _plain(), change.sku)}")
-    body = "\n".join(lines) + "\n"
-    separated = len(items) > 1 and text[: _lines_start(text)[items[1].start_mark.line]].endswith("\n\n")
-    prefix = "" if text.endswith("\n") or not text else "\n"
-    if separated and not text.endswith("\n\n"):
-        prefix += "\n"
+    newline = "\r\n" if "\r\n" in text else "\n"  # the file's own line ends
+    body = newline.join(lines) + newline
+    # entries separated by a blank line (the real file's layout) get one before the new entry too
+    between = text[items[0].start_mark.index : items[1].start_mark.index] if len(items) > 1 else ""
+    separated = newline * 2 in between
+    prefix = "" if text.endswith("\n") or not text else newline
+    if separated and not text.endswith(newline * 2):
+        prefix += newline
     return _Edit(len(text), len(text), prefix + body)
 
 

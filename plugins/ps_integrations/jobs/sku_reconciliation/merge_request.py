@@ -203,17 +203,18 @@ class ServicesYmlMergeRequest:
             if branch is not None:  # only the job's commits (checked before): a branch left by a killed run
                 self.repository.delete_branch(settings.project, settings.source_branch)
             return MergeRequestOutcome("none", "services.yml merge request: nothing to change")
-        self.repository.create_merge_request_note(
-            settings.project,
-            current.iid,
-            f"Nothing is left to change as of {as_of.isoformat()}: services.yml follows Zuora. Closing.",
-        )
         # the marker says the job closed it, so a later drift with the same changes opens a new one
         closed_by_job = current.description.replace(
             MARKER_PREFIX + (_digest_in(current.description) or ""), MARKER_PREFIX + "none"
         )
         self.repository.update_merge_request(
             settings.project, current.iid, description=closed_by_job, state_event="close"
+        )
+        # after the close: a crash in between loses the note, never doubles it
+        self.repository.create_merge_request_note(
+            settings.project,
+            current.iid,
+            f"Nothing is left to change as of {as_of.isoformat()}: services.yml follows Zuora. Closed.",
         )
         if branch is not None:
             self.repository.delete_branch(settings.project, settings.source_branch)
