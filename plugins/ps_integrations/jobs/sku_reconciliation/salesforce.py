@@ -72,7 +72,10 @@ def read_price_book(
     except SalesforceApiError as error:
         summary.fail(RecordFailure("Salesforce", "price book", f"{error.code}: {error.message}"))
         return SalesforceSide(rows_with_salesforce(rows, None))
-    settings = PriceBookSettings(config.salesforce_price_book, config.salesforce_org_currency, read.multi_currency)
+    book = config.salesforce_price_book
+    if book and read.products and not any(e.price_book_name == book for p in read.products for e in p.entries):
+        summary.note(f"Salesforce price book {book!r} holds none of the PS products: is its name right?")
+    settings = PriceBookSettings(book, config.salesforce_org_currency, read.multi_currency)
     outcome = add_salesforce(rows, zuora, read.products, as_of, settings)
     counts = salesforce_counts(outcome)
     summary.add("salesforce products", len(read.products))
