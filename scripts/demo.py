@@ -45,6 +45,12 @@ DEMO_VARIABLES: dict[str, Any] = {
         "controller": "controller@ps.example.com",
         "finance_business_partner": "fbp.sales@ps.example.com",
     },
+    # issue #19: Salesforce's price book as the third system and the services.yml merge request
+    "ps_sku_reconciliation_config": {
+        "salesforce": True,
+        "salesforce_price_book": "Professional Services",
+        "services_yml_merge_request": True,
+    },
 }
 CSAT_SECRET = secrets.token_urlsafe(32)
 

@@ -168,6 +168,26 @@ class Commit:
     files: dict[str, bytes]
 
 
+@dataclass
+class MergeRequest:
+    id: int
+    iid: int
+    project_id: int
+    title: str
+    description: str
+    source_branch: str
+    target_branch: str
+    author_id: int
+    created_at: datetime
+    updated_at: datetime
+    state: str = "opened"  # opened | closed | merged
+    labels: list[str] = field(default_factory=list)
+    closed_at: datetime | None = None
+    merged_at: datetime | None = None
+    merge_commit_sha: str | None = None
+    notes: list[Note] = field(default_factory=list)
+
+
 def blob_sha(content: bytes) -> str:
     """Git's blob id: sha1 of ``blob <size>\\0<content>``."""
     return hashlib.sha1(b"blob %d\x00" % len(content) + content, usedforsecurity=False).hexdigest()
@@ -198,6 +218,7 @@ class GitLabBackend:
         self.notifications: list[dict[str, Any]] = []
         self.cross_references: list[dict[str, Any]] = []
         self.uploads: dict[str, tuple[int, str, bytes]] = {}  # secret -> (project id, file name, content)
+        self.merge_requests: dict[tuple[int, int], MergeRequest] = {}  # (project id, iid) -> merge request
         # instance settings (issue #20), from the seed's gitlab section:
         self.edition = "premium"  # "free": GitLab Free/CE - no epics (REST, GraphQL Issue.epic, /epic)
         self.server_timezone = "UTC"  # gitlab.yml time_zone: date-only arguments and /spend dates
@@ -752,6 +773,142 @@ class GitLabBackend:
                 return current
             current = parent
         return current
+
+    # --- branches, compare and merge requests (issue #19) --------------------------------------------
+    def create_branch(self, project: Project, branch: str, ref: str) -> str:
+        """POST /repository/branches: 400 "Branch already exists" / "Invalid reference name: <ref>"."""
+        if not branch or not ref:
+            raise GitLabError(400, {"error": "branch is missing" if not branch else "ref is missing"})
+        if branch in self.branches[project.id]:
+            raise GitLabError(400, "Branch already exists")
+        try:
+            commit = self.resolve_ref(project, ref)
+        except GitLabError:
+            raise GitLabError(400, f"Invalid reference name: {ref}") from None
+        self.branches[project.id][branch] = commit.id
+        return commit.id
+
+    def branch_head(self, project: Project, branch: str) -> Commit:
+        sha = self.branches[project.id].get(branch)
+        if sha is None:
+            raise GitLabError(404, "404 Branch Not Found")
+        return self.commits[project.id][sha]
+
+    def delete_branch(self, project: Project, branch: str) -> None:
+        self.branch_head(project, branch)
+        if branch == project.default_branch:
+            raise GitLabError(400, "The default branch of a project cannot be deleted.")
+        del self.branches[project.id][branch]
+
+    def _reachable(self, project: Project, commit: Commit) -> list[Commit]:
+        """The commit and everything reachable from it, newest first (parents in order)."""
+        seen: dict[str, Commit] = {}
+        queue = [commit]
+        while queue:
+            current = queue.pop(0)
+            if current.id in seen:
+                continue
+            seen[current.id] = current
+            queue.extend(self.commits[project.id][parent] for parent in current.parent_ids)
+        return list(seen.values())
+
+    def compare(self, project: Project, source: str, target: str, straight: bool) -> dict[str, Any]:
+        """GET /repository/compare: ``commits`` reachable from ``to`` and not from the merge base of
+        ``from`` and ``to`` (``from...to``; ``straight``: ``from..to``), oldest first; ``diffs`` from the
+        merge base (``straight``: from ``from``) to ``to``."""
+        head, base = self.resolve_ref(project, target), self.resolve_ref(project, source)
+        base_ancestors = {commit.id for commit in self._reachable(project, base)}
+        merge_base = next((c for c in self._reachable(project, head) if c.id in base_ancestors), base)
+        start = base if straight else merge_base
+        excluded = {commit.id for commit in self._reachable(project, start)}
+        commits = [commit for commit in self._reachable(project, head) if commit.id not in excluded]
+        commits.sort(key=lambda commit: (commit.created_at, commit.id))
+        return {"start": start, "head": head, "commits": commits, "same": head.id == base.id}
+
+    def create_merge_request(self, project: Project, author: User, params: dict[str, Any]) -> MergeRequest:
+        """POST /merge_requests: 409 while another open merge request has the same source and target."""
+        for key in ("source_branch", "target_branch", "title"):
+            if not params.get(key):
+                raise GitLabError(400, {"error": f"{key} is missing"})
+        source, target = str(params["source_branch"]), str(params["target_branch"])
+        for name in (source, target):
+            self.branch_head(project, name)
+        for existing in self.merge_requests.values():
+            if (
+                existing.project_id == project.id
+                and existing.state == "opened"
+                and (existing.source_branch, existing.target_branch) == (source, target)
+            ):
+                raise GitLabError(
+                    409, [f"Another open merge request already exists for this source branch: !{existing.iid}"]
+                )
+        now = self.clock()
+        iid = 1 + max((mr.iid for mr in self.merge_requests.values() if mr.project_id == project.id), default=0)
+        request = MergeRequest(
+            self.next_id("merge_request"),
+            iid,
+            project.id,
+            str(params["title"]),
+            str(params.get("description") or ""),
+            source,
+            target,
+            author.id,
+            now,
+            now,
+            labels=_as_list(params.get("labels")),
+        )
+        self.merge_requests[(project.id, iid)] = request
+        return request
+
+    def merge_request(self, project: Project, iid: int) -> MergeRequest:
+        found = self.merge_requests.get((project.id, iid))
+        if found is None:
+            raise GitLabError(404, "404 Not found")
+        return found
+
+    def update_merge_request(self, project: Project, iid: int, params: dict[str, Any]) -> MergeRequest:
+        """PUT /merge_requests/:iid: title, description, labels, state_event close|reopen."""
+        request = self.merge_request(project, iid)
+        now = self.clock()
+        for key in ("title", "description"):
+            if key in params:
+                setattr(request, key, str(params[key] or ""))
+        if "labels" in params:
+            request.labels = _as_list(params["labels"])
+        event = params.get("state_event")
+        if event == "close" and request.state == "opened":
+            request.state, request.closed_at = "closed", now
+        elif event == "reopen" and request.state == "closed":
+            request.state, request.closed_at = "opened", None
+        elif event not in (None, "", "close", "reopen"):
+            raise GitLabError(400, {"error": "state_event does not have a valid value"})
+        request.updated_at = now
+        return request
+
+    def merge(self, project: Project, iid: int, actor: User) -> MergeRequest:
+        """PUT /merge_requests/:iid/merge, as a person does it (the job never merges): 405 unless open."""
+        request = self.merge_request(project, iid)
+        if request.state != "opened":
+            raise GitLabError(405, "405 Method Not Allowed")
+        source = self.branch_head(project, request.source_branch)
+        target = self.branch_head(project, request.target_branch)
+        now = self.clock()
+        message = f"Merge branch '{request.source_branch}' into '{request.target_branch}'\n\nSee merge request !{iid}"
+        digest = hashlib.sha1(f"{target.id}{source.id}{now.isoformat()}".encode(), usedforsecurity=False).hexdigest()
+        commit = Commit(digest, [target.id, source.id], message, actor.id, now, dict(source.files))
+        self.commits[project.id][commit.id] = commit
+        self.branches[project.id][request.target_branch] = commit.id
+        request.state, request.merged_at, request.merge_commit_sha, request.updated_at = "merged", now, commit.id, now
+        return request
+
+    def add_merge_request_note(self, project: Project, iid: int, author: User, body: str) -> Note:
+        request = self.merge_request(project, iid)
+        if not body.strip():
+            raise GitLabError(400, {"note": ["can't be blank"]})
+        note = Note(self.next_id("note"), 0, body, author.id, self.clock())
+        request.notes.append(note)
+        request.updated_at = note.created_at
+        return note
 
 
 def _as_list(value: Any) -> list[str]:

@@ -24,7 +24,17 @@ from werkzeug.wrappers import Request, Response
 from sandbox.core.faults import Fault
 from sandbox.core.standin import StandIn, json_response
 from sandbox.gitlab import graphql_api
-from sandbox.gitlab.models import GitLabBackend, GitLabError, Issue, Project, User, blob_sha, iso, parse_time
+from sandbox.gitlab.models import (
+    GitLabBackend,
+    GitLabError,
+    Issue,
+    MergeRequest,
+    Project,
+    User,
+    blob_sha,
+    iso,
+    parse_time,
+)
 
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
@@ -133,6 +143,14 @@ class GitLabStandIn(StandIn):
             Rule(f"{project}/repository/files/<filepath:file_path>", endpoint="file", methods=["GET"]),
             Rule(f"{project}/repository/commits", endpoint="commits", methods=["GET", "POST"]),
             Rule(f"{project}/repository/branches", endpoint="branches", methods=["GET"]),
+            # issue #19: branches, compare and merge requests
+            Rule(f"{project}/repository/branches", endpoint="create_branch", methods=["POST"]),
+            Rule(f"{project}/repository/branches/<filepath:branch>", endpoint="branch", methods=["GET", "DELETE"]),
+            Rule(f"{project}/repository/compare", endpoint="compare", methods=["GET"]),
+            Rule(f"{project}/merge_requests", endpoint="merge_requests", methods=["GET", "POST"]),
+            Rule(f"{project}/merge_requests/<int:mr_iid>", endpoint="merge_request", methods=["GET", "PUT"]),
+            Rule(f"{project}/merge_requests/<int:mr_iid>/merge", endpoint="merge_merge_request", methods=["PUT"]),
+            Rule(f"{project}/merge_requests/<int:mr_iid>/notes", endpoint="mr_notes", methods=["GET", "POST"]),
         ]
 
     # --- seed / state ------------------------------------------------------------------------------
@@ -912,3 +930,210 @@ class GitLabStandIn(StandIn):
             )
 
         return self._handle(request, action)
+
+    # --- handlers: branches, compare, merge requests (issue #19) ------------------------------------------
+    def _branch_json(self, project: Project, name: str, sha: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "merged": False,
+            "protected": name == project.default_branch,
+            "default": name == project.default_branch,
+            "developers_can_push": False,
+            "developers_can_merge": False,
+            "can_push": True,
+            "commit": self._commit_json(project, self.backend.commits[project.id][sha]),
+            "web_url": f"{self.backend.web_url(project)}/-/tree/{quote(name)}",
+        }
+
+    def create_branch(self, request: Request, project_id: str) -> Response:
+        def action(_current: User) -> Response:
+            project = self.backend.project(project_id)
+            params = self._params(request)
+            name = str(params.get("branch") or "")
+            sha = self.backend.create_branch(project, name, str(params.get("ref") or ""))
+            return json_response(self._branch_json(project, name, sha), 201)
+
+        return self._handle(request, action)
+
+    def branch(self, request: Request, project_id: str, branch: str) -> Response:
+        def action(_current: User) -> Response:
+            project = self.backend.project(project_id)
+            name = unquote(branch)
+            if request.method == "DELETE":
+                self.backend.delete_branch(project, name)
+                return Response(status=204)
+            return json_response(self._branch_json(project, name, self.backend.branch_head(project, name).id))
+
+        return self._handle(request, action)
+
+    def compare(self, request: Request, project_id: str) -> Response:
+        def action(_current: User) -> Response:
+            import difflib
+
+            project = self.backend.project(project_id)
+            source, target = request.args.get("from"), request.args.get("to")
+            if not source or not target:
+                raise GitLabError(400, {"error": "from is missing" if not source else "to is missing"})
+            straight = str(request.args.get("straight", "false")).lower() == "true"
+            found = self.backend.compare(project, source, target, straight)
+            start, head = found["start"], found["head"]
+            diffs = []
+            for path in sorted(set(start.files) | set(head.files)):
+                before, after = start.files.get(path), head.files.get(path)
+                if before == after:
+                    continue
+                lines = difflib.unified_diff(
+                    (before or b"").decode("utf-8", "replace").splitlines(True),
+                    (after or b"").decode("utf-8", "replace").splitlines(True),
+                    n=3,
+                )
+                diffs.append(
+                    {
+                        "old_path": path,
+                        "new_path": path,
+                        "a_mode": "100644" if before is not None else "0",
+                        "b_mode": "100644" if after is not None else "0",
+                        "diff": "".join(list(lines)[2:]),  # GitLab's diff starts at the first @@ hunk
+                        "new_file": before is None,
+                        "renamed_file": False,
+                        "deleted_file": after is None,
+                    }
+                )
+            commits = found["commits"]
+            return json_response(
+                {
+                    "commit": self._commit_json(project, commits[-1]) if commits else None,
+                    "commits": [self._commit_json(project, commit) for commit in commits],
+                    "diffs": diffs,
+                    "compare_timeout": False,
+                    "compare_same_ref": found["same"],
+                    "web_url": f"{self.backend.web_url(project)}/-/compare/{start.id[:8]}...{head.id[:8]}",
+                }
+            )
+
+        return self._handle(request, action)
+
+    def _merge_request_json(self, request: MergeRequest) -> dict[str, Any]:
+        backend = self.backend
+        project = backend.projects[request.project_id]
+        head = backend.branches[project.id].get(request.source_branch)
+        return {
+            "id": request.id,
+            "iid": request.iid,
+            "project_id": project.id,
+            "title": request.title,
+            "description": request.description,
+            "state": request.state,
+            "created_at": iso(request.created_at),
+            "updated_at": iso(request.updated_at),
+            "merged_at": iso(request.merged_at),
+            "closed_at": iso(request.closed_at),
+            "target_branch": request.target_branch,
+            "source_branch": request.source_branch,
+            "source_project_id": project.id,
+            "target_project_id": project.id,
+            "author": self._user_json(backend.users[request.author_id]),
+            "assignees": [],
+            "reviewers": [],
+            "labels": list(request.labels),
+            "draft": False,
+            "work_in_progress": False,
+            "merge_status": "can_be_merged",
+            "detailed_merge_status": "mergeable" if request.state == "opened" else "not_open",
+            "has_conflicts": False,
+            "sha": head,
+            "merge_commit_sha": request.merge_commit_sha,
+            "user_notes_count": len(request.notes),
+            "should_remove_source_branch": None,
+            "force_remove_source_branch": False,
+            "references": {
+                "short": f"!{request.iid}",
+                "relative": f"!{request.iid}",
+                "full": f"{project.path_with_namespace}!{request.iid}",
+            },
+            "web_url": f"{backend.web_url(project)}/-/merge_requests/{request.iid}",
+        }
+
+    def _mr_note_json(self, merge_request: MergeRequest, note: Any) -> dict[str, Any]:
+        return {
+            "id": note.id,
+            "type": None,
+            "body": note.body,
+            "author": self._user_json(self.backend.users[note.author_id]),
+            "created_at": iso(note.created_at),
+            "updated_at": iso(note.created_at),
+            "system": False,
+            "noteable_id": merge_request.id,
+            "noteable_type": "MergeRequest",
+            "noteable_iid": merge_request.iid,
+            "project_id": merge_request.project_id,
+            "resolvable": False,
+            "confidential": False,
+            "internal": False,
+        }
+
+    def merge_requests(self, request: Request, project_id: str) -> Response:
+        def action(current: User) -> Response:
+            project = self.backend.project(project_id)
+            if request.method == "POST":
+                created = self.backend.create_merge_request(project, current, self._params(request))
+                return json_response(self._merge_request_json(created), 201)
+            args = request.args
+            state = args.get("state", "all")
+            if state not in ("opened", "closed", "locked", "merged", "all"):
+                raise GitLabError(400, {"error": "state does not have a valid value"})
+            wanted_labels = set(_split(args.get("labels")))
+            found = [
+                mr
+                for mr in self.backend.merge_requests.values()
+                if mr.project_id == project.id
+                and state in ("all", mr.state)
+                and args.get("source_branch") in (None, mr.source_branch)
+                and args.get("target_branch") in (None, mr.target_branch)
+                and wanted_labels <= set(mr.labels)
+            ]
+            order = args.get("order_by", "created_at")
+            if order not in ("created_at", "updated_at", "title"):
+                raise GitLabError(400, {"error": "order_by does not have a valid value"})
+            found.sort(key=lambda mr: (getattr(mr, order), mr.id), reverse=args.get("sort", "desc") != "asc")
+            return self._paginate(request, found, self._merge_request_json)
+
+        return self._handle(request, action)
+
+    def merge_request(self, request: Request, project_id: str, mr_iid: int) -> Response:
+        def action(_current: User) -> Response:
+            project = self.backend.project(project_id)
+            if request.method == "PUT":
+                updated = self.backend.update_merge_request(project, mr_iid, self._params(request))
+                return json_response(self._merge_request_json(updated))
+            return json_response(self._merge_request_json(self.backend.merge_request(project, mr_iid)))
+
+        return self._handle(request, action)
+
+    def merge_merge_request(self, request: Request, project_id: str, mr_iid: int) -> Response:
+        def action(current: User) -> Response:
+            merged = self.backend.merge(self.backend.project(project_id), mr_iid, current)
+            return json_response(self._merge_request_json(merged))
+
+        return self._handle(request, action)
+
+    def mr_notes(self, request: Request, project_id: str, mr_iid: int) -> Response:
+        def action(current: User) -> Response:
+            project = self.backend.project(project_id)
+            merge_request = self.backend.merge_request(project, mr_iid)
+            if request.method == "POST":
+                body = str(self._params(request).get("body") or "")
+                note = self.backend.add_merge_request_note(project, mr_iid, current, body)
+                return json_response(self._mr_note_json(merge_request, note), 201)
+            notes = sorted(
+                merge_request.notes,
+                key=lambda note: (note.created_at, note.id),
+                reverse=request.args.get("sort", "desc") != "asc",
+            )
+            return self._paginate(request, notes, lambda note: self._mr_note_json(merge_request, note))
+
+        return self._handle(request, action)
+
+
+def _split(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]

@@ -247,6 +247,42 @@ class SalesforceBackend:
                 record["ProductCode"] = product.get("ProductCode")
             if record.get("Quantity") is not None and record.get("UnitPrice") is not None:
                 record["TotalPrice"] = round(float(record["Quantity"]) * float(record["UnitPrice"]), 2)
+        if sobject == "PricebookEntry":
+            product = self.records["Product2"].get(record.get("Product2Id") or "")
+            if product:
+                record["Name"] = product.get("Name")
+                record["ProductCode"] = product.get("ProductCode")
+            standard = self._standard_entry(record) if record.get("UseStandardPrice") else None
+            if standard is not None:
+                record["UnitPrice"] = standard.get("UnitPrice")  # "Use Standard Price": the standard list price
+
+    def _standard_entry(self, entry: dict[str, Any]) -> dict[str, Any] | None:
+        """The standard price book's entry for the entry's product (and currency), if any."""
+        standard_books = {
+            book_id[:15] for book_id, book in self.records["Pricebook2"].items() if book.get("IsStandard")
+        }
+        for candidate in self.records["PricebookEntry"].values():
+            if (
+                (candidate.get("Pricebook2Id") or "")[:15] in standard_books
+                and (candidate.get("Product2Id") or "")[:15] == (entry.get("Product2Id") or "")[:15]
+                and candidate.get("CurrencyIsoCode") == entry.get("CurrencyIsoCode")
+                and not candidate.get("IsDeleted")
+            ):
+                return candidate
+        return None
+
+    def _check_price_book_entry(self, values: dict[str, Any]) -> None:
+        """A custom price book takes a product only once it has a standard price (in that currency)."""
+        book_id = str(values.get("Pricebook2Id") or "")
+        product_id = str(values.get("Product2Id") or "")
+        book = next((b for i, b in self.records["Pricebook2"].items() if i[:15] == book_id[:15] and book_id), None)
+        if book is None or not any(i[:15] == product_id[:15] and product_id for i in self.records["Product2"]):
+            missing = "Pricebook2Id" if book is None else "Product2Id"
+            raise SalesforceError(
+                400, "INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {values.get(missing)}", [missing]
+            )
+        if not book.get("IsStandard") and self._standard_entry(values) is None:
+            raise SalesforceError(400, "STANDARD_PRICE_NOT_DEFINED", "No standard price defined for this product", [])
 
     # --- auth and limits ---------------------------------------------------------------------------
     def check_password(self, username: str, password_and_token: str) -> Credentials | None:
@@ -701,6 +737,8 @@ class SalesforceBackend:
             )
         with self.lock:
             clean = self._check_fields(definition, values, creating=True)
+            if definition.name == "PricebookEntry":
+                self._check_price_book_entry(clean)
             record = self.insert(definition.name, {**clean, "Id": None})
             return str(record["Id"])
 

@@ -127,6 +127,50 @@ OBJECTS: dict[str, ObjectDef] = {
                 FieldDef("Family", "picklist"),
                 FieldDef("IsActive", "boolean"),
             ),
+            children={"PricebookEntries": ("PricebookEntry", "Product2Id")},
+        ),
+        # Price books (issue #19): every org has one standard price book (IsStandard, read-only);
+        # the others are custom price books.
+        ObjectDef(
+            "Pricebook2",
+            "01s",
+            _fields(
+                FieldDef("Name", "string"),
+                FieldDef("IsActive", "boolean"),
+                FieldDef("IsStandard", "boolean", updateable=False),
+                FieldDef("Description", "string"),
+            ),
+            children={"PricebookEntries": ("PricebookEntry", "Pricebook2Id")},
+        ),
+        # A product's list price in one price book (and currency, with multi-currency). Product2Id and
+        # Pricebook2Id are set on create only; Name and ProductCode are the product's, read-only.
+        ObjectDef(
+            "PricebookEntry",
+            "01u",
+            _fields(
+                FieldDef(
+                    "Pricebook2Id",
+                    "reference",
+                    updateable=False,
+                    createable=True,
+                    reference_to="Pricebook2",
+                    relationship_name="Pricebook2",
+                ),
+                FieldDef(
+                    "Product2Id",
+                    "reference",
+                    updateable=False,
+                    createable=True,
+                    reference_to="Product2",
+                    relationship_name="Product2",
+                ),
+                FieldDef("Name", "string", updateable=False),
+                FieldDef("ProductCode", "string", updateable=False),
+                FieldDef("UnitPrice", "currency"),
+                FieldDef("IsActive", "boolean"),
+                FieldDef("UseStandardPrice", "boolean"),
+                FieldDef("CurrencyIsoCode", "picklist", updateable=False, createable=True),
+            ),
         ),
         ObjectDef(
             "Opportunity",

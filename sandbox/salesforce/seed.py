@@ -10,13 +10,16 @@ Seed section (all keys optional)::
       daily_api_limit: 15000
       page_size: 2000           # records per query page (child records count)
       locator_ttl_seconds: 900
+      multi_currency: true      # false: no CurrencyIsoCode anywhere, one USD price per product and book
       generate: {opportunities: 320, random_seed: 7, end_date: "2026-11-01"}
       records:          # explicit records by sObject type, stored as given
         Account: [{Id: ..., Name: ...}]
 
 The generated org: record types ("Professional Services Only" and others), account executives,
 accounts, contacts (some opted out of e-mail), products whose codes are the SKUs of the real
-services.yml plus a custom-SOW product and a legacy SKU found nowhere else, and opportunities over
+services.yml plus a custom-SOW product and a legacy SKU found nowhere else, the standard price book
+and the PS price book (``Professional Services``) with the gaps listed at ``NOT_IN_PRICE_BOOK`` and
+below, two subscription products (not PS), and opportunities over
 two years ending at ``end_date`` in every stage, a few reopened after being won and a few deleted,
 and the finance users the engagement close-out mentions in Chatter (``FINANCE_USERS``).
 """
@@ -24,7 +27,9 @@ and the finance users the engagement close-out mentions in Chatter (``FINANCE_US
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sandbox.reference import price_of, services
@@ -136,6 +141,20 @@ LAST = [
 ]
 CURRENCIES = ["USD"] * 8 + ["EUR", "GBP"]
 # Accounts whose names try to act inside GitLab when copied into an issue.
+# Price books (issue #19). The standard price book holds every product's list price; the PS team's
+# custom price book is what PS quotes are built from.
+STANDARD_PRICE_BOOK = "Standard Price Book"
+PS_PRICE_BOOK = "Professional Services"
+ORG_CURRENCY = "USD"
+# Gaps between Zuora's catalog (sandbox/zuora/seed.py, same services.yml order) and the price book,
+# by position among the services.yml entries with a SKU. Zuora retires the 4th SKU (GL-PM) in 2025;
+# Salesforce still sells it. Zuora's PS-ZUORA-ONLY never reached Salesforce.
+NOT_IN_PRICE_BOOK = 14  # a Product2 nobody gave a price book entry
+INACTIVE_PRODUCT = 15  # deactivated in Salesforce, active in Zuora
+PRICE_DIFFERS = 16  # the standard price lags Zuora's by 2,000
+NOT_IN_PS_PRICE_BOOK = 17  # standard price only: missing from the PS price book
+INACTIVE_EUR_ENTRY = 18  # the EUR entry is switched off
+NON_PS_PRODUCTS = [("GitLab Premium (SaaS)", "GL-PREMIUM-SAAS", 348), ("GitLab Ultimate (SaaS)", "GL-ULT-SAAS", 1188)]
 HOSTILE_ACCOUNTS = [
     "Initech <b>EMEA</b> | Ops | ![x](http://evil.example/x.png)",
     "Globex /close @all #1 ~urgent",
@@ -160,6 +179,11 @@ def build_records(seed: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         )
     for sobject, rows in (seed.get("records") or {}).items():
         records[sobject].extend(dict(row) for row in rows)
+    if not seed.get("multi_currency", True):
+        # a single-currency org has one price per product and price book, in the org's currency
+        records["PricebookEntry"] = [
+            row for row in records["PricebookEntry"] if row.get("CurrencyIsoCode") in (None, ORG_CURRENCY)
+        ]
     # parents before children so derived fields (product names on line items) resolve
     order = [
         "User",
@@ -167,6 +191,8 @@ def build_records(seed: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         "Account",
         "Contact",
         "Product2",
+        "Pricebook2",
+        "PricebookEntry",
         "Opportunity",
         "OpportunityLineItem",
         "OpportunityContactRole",
@@ -361,4 +387,59 @@ def generate(
         if number % 53 == 7:
             deleted = min(modified + timedelta(days=rng.randint(1, 5)), end - timedelta(minutes=1))
             opportunity.update(IsDeleted=True, LastModifiedDate=_stamp(deleted), SystemModstamp=_stamp(deleted))
+    _price_books(base, products, catalog, legacy)
     return out
+
+
+def _price_books(
+    base: Callable[..., dict[str, Any]],
+    products: list[dict[str, Any]],
+    catalog: list[dict[str, Any]],
+    legacy: dict[str, Any],
+) -> None:
+    """The standard and the PS price book, matching Zuora's catalog with a few realistic gaps."""
+    standard = base("Pricebook2", Name=STANDARD_PRICE_BOOK, IsActive=True, IsStandard=True)
+    ps_book = base(
+        "Pricebook2",
+        Name=PS_PRICE_BOOK,
+        IsActive=True,
+        IsStandard=False,
+        Description="Professional Services and Training",
+    )
+    for index, (product, entry) in enumerate(zip(products, catalog, strict=True)):
+        if index == NOT_IN_PRICE_BOOK:
+            continue
+        if index == INACTIVE_PRODUCT:
+            product["IsActive"] = False
+        usd = Decimal(price_of(entry) or 10000)
+        prices = {ORG_CURRENCY: usd - 2000 if index == PRICE_DIFFERS else usd}
+        if index % 3 == 0:  # Zuora prices every third product in EUR too
+            prices["EUR"] = (usd * Decimal("0.92")).quantize(Decimal("1"))
+        for currency, price in prices.items():
+            active = not (index == INACTIVE_EUR_ENTRY and currency == "EUR")
+            common = {"Product2Id": product["Id"], "CurrencyIsoCode": currency, "IsActive": active}
+            common["UnitPrice"] = float(price)
+            base("PricebookEntry", Pricebook2Id=standard["Id"], UseStandardPrice=False, **common)
+            if index != NOT_IN_PS_PRICE_BOOK:
+                base("PricebookEntry", Pricebook2Id=ps_book["Id"], UseStandardPrice=True, **common)
+    # the retired legacy package keeps its (inactive) list price; subscriptions are not PS products
+    base(
+        "PricebookEntry",
+        Pricebook2Id=standard["Id"],
+        Product2Id=legacy["Id"],
+        UnitPrice=18000.0,
+        CurrencyIsoCode=ORG_CURRENCY,
+        IsActive=False,
+        UseStandardPrice=False,
+    )
+    for name, code, list_price in NON_PS_PRODUCTS:
+        product = base("Product2", Name=name, ProductCode=code, Family="Subscription", IsActive=True)
+        base(
+            "PricebookEntry",
+            Pricebook2Id=standard["Id"],
+            Product2Id=product["Id"],
+            UnitPrice=float(list_price),
+            CurrencyIsoCode=ORG_CURRENCY,
+            IsActive=True,
+            UseStandardPrice=False,
+        )

@@ -9,7 +9,8 @@ from decimal import Decimal
 import pytest
 
 from ps_integrations.domain.services_catalog import CatalogSyntaxError, ServiceEntry, parse_price, parse_services_yml
-from ps_integrations.domain.sku_reconciliation import GLOSSARY, STATUSES, join_zuora_catalog, reconcile, status_counts
+from ps_integrations.domain.sku_reconciliation import GLOSSARY, STATUSES, reconcile, status_counts
+from ps_integrations.domain.zuora_catalog import join_zuora_catalog
 from sandbox.reference import SERVICES_YML
 
 AS_OF = date(2026, 11, 21)

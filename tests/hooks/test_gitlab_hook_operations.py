@@ -169,3 +169,111 @@ def test_group_member_job_titles(hook, gitlab_env):
     assert titles["head-of-ps"] == "Head of Professional Services"
     assert set(titles) == {member.username for member in hook.group_members("professional-services")}
     assert gitlab_env.call_counts()["list_group_members"] >= 1
+
+
+# --- repository --------------------------------------------------------------------------------------
+CATALOG = "professional-services/services-catalog"
+
+
+def test_get_file_reads_a_file_at_a_ref_with_its_blob_and_commit(hook):
+    import hashlib
+
+    from ps_integrations.hooks.gitlab import RepositoryFile
+
+    main = hook.get_file(CATALOG, "data/services.yml", "main")
+    older = hook.get_file(CATALOG, "data/services.yml", "catalog-2026-10")
+
+    assert isinstance(main, RepositoryFile) and (main.path, main.ref) == ("data/services.yml", "main")
+    assert main.content.startswith("- ") and "migration-plus" in main.content
+    raw = main.content.encode()
+    assert main.blob_id == hashlib.sha1(b"blob %d\x00" % len(raw) + raw, usedforsecurity=False).hexdigest()
+    assert main.content != older.content and main.blob_id != older.blob_id
+    assert main.last_commit_id != older.last_commit_id and len(older.last_commit_id) == 40
+    with pytest.raises(GitLabNotFoundError) as missing:
+        hook.get_file(CATALOG, "data/nothing.yml", "main")
+    assert missing.value.endpoint == f"GET /projects/{CATALOG}/repository/files/data/nothing.yml"
+    with pytest.raises(GitLabNotFoundError):
+        hook.get_file(CATALOG, "data/services.yml", "no-such-branch")
+
+
+# --- merge requests (issue #19) -----------------------------------------------------------------------
+SERVICES_YML = "data/services.yml"
+
+
+def test_branch_commit_compare_and_merge_request_round_trip(hook, gitlab_env):
+    from ps_integrations.hooks.gitlab import GitLabBranch, GitLabComparison, GitLabMergeRequest
+
+    assert hook.get_branch(CATALOG, "ps-integrations/services-yml") is None
+    main = hook.get_file(CATALOG, SERVICES_YML, "main")
+    assert main.content.startswith("- id: training_sessions_basics") and len(main.blob_id) == 40
+    branch = hook.create_branch(CATALOG, "ps-integrations/services-yml", "main")
+    assert branch == GitLabBranch("ps-integrations/services-yml", main.commit_id)
+    with pytest.raises(GitLabApiError) as error:
+        hook.create_branch(CATALOG, "ps-integrations/services-yml", "main")
+    assert error.value.status == 400 and "Branch already exists" in error.value.message
+
+    edited = main.content.replace("  price: 7000\n", "  price: 7700\n", 1)
+    commit = hook.commit_file(CATALOG, "ps-integrations/services-yml", SERVICES_YML, edited, "Follow Zuora")
+    assert commit.title == "Follow Zuora" and commit.parent_ids == (main.commit_id,)
+    assert hook.get_file(CATALOG, SERVICES_YML, "ps-integrations/services-yml").content == edited
+
+    comparison = hook.compare(CATALOG, "main", "ps-integrations/services-yml")
+    assert isinstance(comparison, GitLabComparison)
+    assert [c.id for c in comparison.commits] == [commit.id]
+    assert comparison.commits[0].author_email == "ps-integration-bot@example.com"
+    [diff] = comparison.diffs
+    changed = [line for line in diff.diff.splitlines() if line[:1] in "+-"]
+    assert diff.new_path == SERVICES_YML and changed == ["-  price: 7000", "+  price: 7700"]
+    assert diff.diff.startswith("@@ ")
+
+    created = hook.create_merge_request(
+        CATALOG, "ps-integrations/services-yml", "main", "services.yml follows Zuora", "1 change", labels=("sku",)
+    )
+    assert isinstance(created, GitLabMergeRequest)
+    assert (created.state, created.sha, created.labels, created.author_username) == (
+        "opened",
+        commit.id,
+        ("sku",),
+        "ps-integration-bot",
+    )
+    with pytest.raises(GitLabApiError) as error:
+        hook.create_merge_request(CATALOG, "ps-integrations/services-yml", "main", "again", "")
+    assert error.value.status == 409 and f"already exists for this source branch: !{created.iid}" in error.value.message
+
+    listed = hook.list_merge_requests(CATALOG, source_branch="ps-integrations/services-yml", state="opened")
+    assert [mr.iid for mr in listed] == [created.iid]
+    assert hook.list_merge_requests(CATALOG, source_branch="someone-else") == []
+    updated = hook.update_merge_request(CATALOG, created.iid, description="2 changes")
+    assert hook.get_merge_request(CATALOG, created.iid).description == updated.description == "2 changes"
+    note = hook.create_merge_request_note(CATALOG, created.iid, "Updated by the reconciliation.")
+    assert note.body == "Updated by the reconciliation." and note.author_username == "ps-integration-bot"
+    closed = hook.close_merge_request(CATALOG, created.iid)
+    assert closed.state == "closed"
+    assert hook.list_merge_requests(CATALOG, source_branch="ps-integrations/services-yml", state="opened") == []
+    assert gitlab_env.backend.branches[gitlab_env.backend.project(CATALOG).id]["main"] == main.commit_id  # not merged
+    hook.delete_branch(CATALOG, "ps-integrations/services-yml")
+    assert hook.get_branch(CATALOG, "ps-integrations/services-yml") is None
+
+
+def test_compare_shows_a_persons_commit_on_the_branch(hook, gitlab_env):
+    backend = gitlab_env.backend
+    project = backend.project(CATALOG)
+    hook.create_branch(CATALOG, "follow-zuora", "main")
+    main = hook.get_file(CATALOG, SERVICES_YML, "main")
+    ours = hook.commit_file(CATALOG, "follow-zuora", SERVICES_YML, main.content + "\n", "ours")
+    person = backend.user_by_username("head-of-ps")
+    backend.commit_files(project, "follow-zuora", "a person's fix", person, {SERVICES_YML: b"- id: x\n"})
+    commits = hook.compare(CATALOG, "main", "follow-zuora").commits
+    assert [(c.title, c.author_email) for c in commits] == [
+        ("ours", "ps-integration-bot@example.com"),
+        ("a person's fix", "head-of-ps@example.com"),
+    ]
+    assert commits[0].id == ours.id
+
+
+def test_merge_request_errors_are_typed(hook):
+    with pytest.raises(GitLabNotFoundError):
+        hook.get_merge_request(CATALOG, 999)
+    with pytest.raises(GitLabApiError) as error:
+        hook.create_merge_request(CATALOG, "no-such-branch", "main", "t", "")
+    assert error.value.status == 404

@@ -248,3 +248,30 @@ def test_concurrency_limit_answers_429(zuora, sandbox):
 
 def test_test_connection(zuora):
     assert hook().test_connection() == (True, "Connection successfully tested")
+
+
+def test_records_read_as_plain_dicts_equal_zeeps_own_serialisation():
+    """The fast record reader gives exactly what ``serialize_object`` gave (#18 fetch CPU)."""
+    from datetime import date
+    from decimal import Decimal
+
+    from zeep.helpers import serialize_object
+
+    from ps_integrations.hooks.zuora import _plain_record
+
+    client = zeep.Client(str(WSDL))
+    product = client.get_type("{http://object.api.zuora.com/}Product")(
+        Id="p1", Name="Café Rollout", SKU="SKU-1", EffectiveStartDate=date(2020, 1, 1), fieldsToNull=["Category"]
+    )
+    tier = client.get_type("{http://object.api.zuora.com/}ProductRatePlanChargeTier")(
+        Id="t1", Price=Decimal("12.50"), Currency="EUR", Tier=1
+    )
+    for record in (product, tier):
+        slow = {k: v for k, v in serialize_object(record, dict).items() if v is not None and k != "fieldsToNull"}
+        assert _plain_record(record) == slow and list(_plain_record(record)) == list(slow)
+    assert _plain_record(product) == {
+        "Id": "p1",
+        "EffectiveStartDate": date(2020, 1, 1),
+        "Name": "Café Rollout",
+        "SKU": "SKU-1",
+    }

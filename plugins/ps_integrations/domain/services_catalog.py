@@ -184,6 +184,14 @@ class Catalog:
     entries: tuple[ServiceEntry, ...]
     invalid: tuple[InvalidEntry, ...]
 
+    def duplicated_ids(self) -> list[str]:
+        """services.yml ids used by more than one entry, each with the lines of every use."""
+        lines: dict[str, list[str]] = {}
+        for entry in sorted(self.entries, key=lambda e: e.line or 0):
+            place = f"line {entry.line}" + (f" (alias of line {entry.alias_of_line})" if entry.alias_of_line else "")
+            lines.setdefault(entry.id, []).append(place)
+        return [f"{key} ({', '.join(places)})" for key, places in sorted(lines.items()) if len(places) > 1]
+
 
 def parse_services_yml(text: str, source: str = "services.yml") -> Catalog:
     """Parse and validate; raises ``CatalogSyntaxError`` for YAML that does not parse."""

@@ -1,7 +1,6 @@
 """SKU reconciliation: the Zuora product catalog against services.yml. Pure: data in, rows out.
 
-ZOQL has no joins, so the four Zuora objects arrive as separate record lists and are joined here.
-A product or rate plan is active on ``as_of`` when start <= as_of < end. Output: one row per SKU,
+Zuora's products arrive joined (``domain.zuora_catalog``). Output: one row per SKU,
 currency, services.yml entry and Zuora product (so two products on one SKU show both prices, one
 value per cell), with a primary status, every problem found, an action saying which system to
 change (Zuora is upstream: services.yml follows Zuora; a SKU Zuora lacks needs a finance SKU
@@ -12,14 +11,15 @@ Zuora promises no order, so everything is sorted on ids before it is used.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from ps_integrations.domain.services_catalog import InvalidEntry, ServiceEntry
+from ps_integrations.domain.zuora_catalog import IncompleteRecord, ZuoraPrice, ZuoraProduct, active
 
 # Most severe first; a row's status is the most severe of its problems.
 STATUSES = (
@@ -128,134 +128,6 @@ class Row:
 def _iso(day: date | None) -> str:
     """ISO text of a date, one string object per date (rows repeat the same few dates)."""
     return day.isoformat() if day else ""
-
-
-@dataclass(frozen=True)
-class ZuoraPrice:
-    amount: Decimal
-    rate_plan_id: str
-    tier_id: str
-
-
-@dataclass(frozen=True)
-class IncompleteRecord:
-    """A first-tier price record of an active rate plan that lacks a price or a currency."""
-
-    tier_id: str
-    charge_id: str
-    rate_plan_id: str
-    missing: str  # "Price", "Currency" or "Price and Currency"
-    currency: str | None
-
-    def describe(self) -> str:
-        return (
-            f"Zuora ProductRatePlanChargeTier {self.tier_id} (charge {self.charge_id}, rate plan "
-            f"{self.rate_plan_id}) has no {self.missing}"
-        )
-
-
-@dataclass(frozen=True)
-class ZuoraProduct:
-    id: str
-    name: str
-    sku: str | None  # exactly as Zuora returns it
-    start: date | None
-    end: date | None
-    # currency -> first-tier prices of the product's rate plans active on as_of, by amount and id
-    active_prices: dict[str, tuple[ZuoraPrice, ...]]
-    rate_plans: int
-    incomplete: tuple[IncompleteRecord, ...] = ()
-
-
-def _as_date(value: Any) -> date | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
-
-
-def _active(start: date | None, end: date | None, as_of: date) -> bool:
-    return (start is None or start <= as_of) and (end is None or as_of < end)
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _amount(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return amount if amount.is_finite() else None
-
-
-def _first_tier(tier: Any) -> bool:
-    if tier is None or tier == "":
-        return True
-    try:
-        return Decimal(str(tier)) == 1
-    except InvalidOperation:
-        return False
-
-
-def join_zuora_catalog(
-    products: Iterable[dict[str, Any]],
-    plans: Iterable[dict[str, Any]],
-    charges: Iterable[dict[str, Any]],
-    tiers: Iterable[dict[str, Any]],
-    as_of: date,
-) -> list[ZuoraProduct]:
-    """Products (by id) with the first-tier prices of their active rate plans, by currency."""
-    plan_count: dict[str, int] = defaultdict(int)
-    active_plan_product: dict[str, str] = {}
-    for plan in plans:
-        product_id = _text(plan.get("ProductId"))
-        plan_count[product_id] += 1
-        if _active(_as_date(plan.get("EffectiveStartDate")), _as_date(plan.get("EffectiveEndDate")), as_of):
-            active_plan_product[_text(plan.get("Id"))] = product_id
-    charge_plan = {_text(charge.get("Id")): _text(charge.get("ProductRatePlanId")) for charge in charges}
-    prices: dict[str, dict[str, list[ZuoraPrice]]] = defaultdict(lambda: defaultdict(list))
-    incomplete: dict[str, list[IncompleteRecord]] = defaultdict(list)
-    for tier in tiers:
-        if not _first_tier(tier.get("Tier")):
-            continue
-        charge_id = _text(tier.get("ProductRatePlanChargeId"))
-        plan_id = charge_plan.get(charge_id)
-        owner = active_plan_product.get(plan_id) if plan_id is not None else None
-        if owner is None or plan_id is None:
-            continue
-        currency: str | None = _text(tier.get("Currency")).strip().upper() or None
-        amount = _amount(tier.get("Price"))
-        tier_id = _text(tier.get("Id"))
-        if currency is None or amount is None:
-            missing = " and ".join(name for name, value in (("Price", amount), ("Currency", currency)) if value is None)
-            incomplete[owner].append(IncompleteRecord(tier_id, charge_id, plan_id, missing, currency))
-            continue
-        prices[owner][currency].append(ZuoraPrice(amount, plan_id, tier_id))
-    joined = []
-    for product in products:
-        product_id = _text(product.get("Id"))
-        sku = product.get("SKU")
-        joined.append(
-            ZuoraProduct(
-                id=product_id,
-                name=_text(product.get("Name")),
-                sku=None if sku is None or not str(sku).strip() else str(sku),
-                start=_as_date(product.get("EffectiveStartDate")),
-                end=_as_date(product.get("EffectiveEndDate")),
-                active_prices={
-                    currency: tuple(sorted(values, key=lambda p: (p.amount, p.rate_plan_id, p.tier_id)))
-                    for currency, values in sorted(prices.get(product_id, {}).items())
-                },
-                rate_plans=plan_count.get(product_id, 0),
-                incomplete=tuple(sorted(incomplete.get(product_id, ()), key=lambda r: (r.tier_id, r.missing))),
-            )
-        )
-    return sorted(joined, key=lambda p: p.id)
 
 
 # --- reconciling ------------------------------------------------------------------------------------
@@ -375,7 +247,7 @@ def _group_rows(context: _Context, service: list[ServiceEntry], products: list[Z
 
 
 def _offered(product: ZuoraProduct, as_of: date) -> bool:
-    return _active(product.start, product.end, as_of) or (product.start is not None and product.start > as_of)
+    return active(product.start, product.end, as_of) or (product.start is not None and product.start > as_of)
 
 
 def _currencies(entry: ServiceEntry | None, product: ZuoraProduct | None, as_of: date) -> list[str]:
@@ -383,7 +255,7 @@ def _currencies(entry: ServiceEntry | None, product: ZuoraProduct | None, as_of:
     if entry is not None:
         found.add(entry.currency)
     if product is not None:
-        if _active(product.start, product.end, as_of):
+        if active(product.start, product.end, as_of):
             found.update(product.active_prices)
         found.update(record.currency for record in product.incomplete if record.currency)
     return sorted(found) or [""]
@@ -449,7 +321,7 @@ def _row(
     if product is not None and entry is None:
         problems.append("missing_in_services_yml")
     if product is not None:
-        live = _active(product.start, product.end, as_of)
+        live = active(product.start, product.end, as_of)
         offered = product.active_prices.get(currency, ()) if live else ()
         shown = offered[0] if len(offered) == 1 else None
         if entry is not None and product.end is not None and product.end <= as_of:
@@ -636,11 +508,19 @@ def needs_action(row: Row) -> bool:
     return row["status"] not in NO_ACTION
 
 
-def problem_keys(rows: list[Row]) -> set[tuple[str, str, str]]:
-    """(sku or services.yml id, currency, problem) for every problem, to compare runs over time."""
+class ProblemKey(NamedTuple):
+    """One problem of one SKU (or services.yml id) and currency, as runs are compared over time."""
+
+    item: str  # the SKU, or "id:<services.yml id>" for an entry without one
+    currency: str
+    problem: str
+
+
+def problem_keys(rows: list[Row]) -> set[ProblemKey]:
+    """Every problem of the rows, to compare runs over time."""
     keys = set()
     for row in rows:
         for problem in row["problems"].split("; "):
             if problem not in NO_ACTION:
-                keys.add((row["sku"] or f"id:{row['services_yml_id']}", row["currency"], problem))
+                keys.add(ProblemKey(row["sku"] or f"id:{row['services_yml_id']}", row["currency"], problem))
     return keys

@@ -21,11 +21,13 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cached_property
 from typing import Any, TypeVar
 
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook as ProviderSalesforceHook
 
+from ps_integrations.domain.price_book import PriceBookEntry, PriceBookRead, SalesforceProduct
 from ps_integrations.exceptions import SalesforceApiError
 from ps_integrations.hooks.salesforce_records import (
     SOQL_FIELD,
@@ -537,7 +539,71 @@ class SalesforceHook(ProviderSalesforceHook):
             found.extend(opportunity_contacts(record, extra_fields) for record in self.query_records(soql))
         return found
 
+    # --- price book ---
+    def price_book_products(
+        self, families: Sequence[str] = (), price_book: str | None = None, batch_size: int | None = None
+    ) -> PriceBookRead:
+        """PS products with their entries in the standard price book (and ``price_book``), in one query.
+
+        One ``Product2`` query with a ``PricebookEntries`` sub-query, paged through ``nextRecordsUrl``
+        (the products and, past the child page size, a product's entries); ``describe`` of
+        ``PricebookEntry`` once per hook tells whether the org has multi-currency (``CurrencyIsoCode``).
+
+        :param families: ``Product2.Family`` values of PS products; empty: every product with a code.
+        :param price_book: name of the PS price book read besides the standard one (None: standard only).
+        :param batch_size: page size hint (200-2000).
+        :return: products by (code, id), each with its entries by (price book, currency, id).
+        """
+        multi_currency = "CurrencyIsoCode" in self.describe_fields("PricebookEntry")
+        entry_fields = "Id, Pricebook2Id, Pricebook2.Name, Pricebook2.IsStandard, Pricebook2.IsActive, UnitPrice, "
+        entry_fields += "IsActive, UseStandardPrice" + (", CurrencyIsoCode" if multi_currency else "")
+        books = "Pricebook2.IsStandard = true" + (
+            f" OR Pricebook2.Name = {soql_string(price_book)}" if price_book else ""
+        )
+        where = "ProductCode != null"
+        if families:
+            where += " AND Family IN (" + ", ".join(soql_string(family) for family in families) + ")"
+        soql = (
+            f"SELECT Id, ProductCode, Name, IsActive, Family, (SELECT {entry_fields} FROM PricebookEntries "  # noqa: S608
+            f"WHERE {books} ORDER BY Id) FROM Product2 WHERE {where} ORDER BY ProductCode, Id"
+        )
+        child_pages_before = self.child_pages
+        products = [_price_book_product(record) for record in self.query_records(soql, batch_size=batch_size)]
+        return PriceBookRead(tuple(products), multi_currency, self.pages, self.child_pages - child_pages_before)
+
 
 def soql_string(value: str) -> str:
     """A SOQL string literal: quotes and backslashes escaped."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# --- price book ---
+def _price(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _price_book_product(record: dict[str, Any]) -> SalesforceProduct:
+    entries = []
+    for entry in (record.get("PricebookEntries") or {}).get("records") or []:
+        book = entry.get("Pricebook2") or {}
+        entries.append(
+            PriceBookEntry(
+                id=str(entry["Id"]),
+                price_book_id=str(entry.get("Pricebook2Id") or ""),
+                price_book_name=str(book.get("Name") or ""),
+                standard=bool(book.get("IsStandard")),
+                price_book_active=bool(book.get("IsActive")),
+                unit_price=_price(entry.get("UnitPrice")),
+                active=bool(entry.get("IsActive")),
+                use_standard_price=bool(entry.get("UseStandardPrice")),
+                currency=entry.get("CurrencyIsoCode"),
+            )
+        )
+    return SalesforceProduct(
+        id=str(record["Id"]),
+        code=str(record.get("ProductCode") or ""),
+        name=str(record.get("Name") or ""),
+        active=bool(record.get("IsActive")),
+        family=record.get("Family"),
+        entries=tuple(sorted(entries, key=lambda e: (not e.standard, e.price_book_name, e.currency or "", e.id))),
+    )
