@@ -14,6 +14,7 @@ import pytest
 
 from scripts.chaos.invariants import EndState, check
 from scripts.chaos.schedule import MAX_ATTEMPTS, WRITE_OPERATIONS, StepProfile, draw_schedule
+from scripts.chaos.targets import TARGETS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROFILE = StepProfile(
@@ -160,3 +161,19 @@ def test_a_build_that_skips_the_marker_lookup_is_caught_with_the_duplicate_it_ma
     assert "one issue per record" not in intact["failed"]
     assert "one issue per record" in broken["failed"] and broken["duplicates"] >= 1
     assert "a second issue for: opportunity 006" in broken["failed"]["one issue per record"]
+
+
+@pytest.mark.parametrize("dag_id", sorted(TARGETS))
+def test_every_targets_state_rows_apply_to_a_fresh_state_store(dag_id, tmp_path):
+    """A target's seeded rows follow the SQL as it is now (a renamed query or a new column breaks them)."""
+    from sqlalchemy import create_engine
+
+    from ps_integrations.state_store import StateStore
+
+    store = StateStore(engine=create_engine(f"sqlite:///{tmp_path / 'state.db'}"))
+    store.apply_schema()
+    for query, binds in TARGETS[dag_id].state_rows:
+        store.execute(query, dict(binds))
+    for spec in TARGETS[dag_id].records:
+        with store.engine.connect() as connection:
+            connection.exec_driver_sql(spec.sql)
