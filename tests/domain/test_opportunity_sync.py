@@ -9,13 +9,13 @@ from decimal import Decimal
 import pytest
 
 from ps_integrations.domain.gitlab_text import inline_markdown, issue_title, plain_title
+from ps_integrations.domain.opportunity_plan import SyncState, plan
 from ps_integrations.domain.opportunity_sync import (
     BLOCK_END,
     BLOCK_START,
     EngagementTypes,
     InvalidRecord,
     SyncConfig,
-    SyncState,
     build_content,
     change_id,
     change_ids,
@@ -28,7 +28,6 @@ from ps_integrations.domain.opportunity_sync import (
     label_collisions,
     label_config_problems,
     parse_opportunity,
-    plan,
     quarter_label,
     require_issue_fields,
     snapshot,

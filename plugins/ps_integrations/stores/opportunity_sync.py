@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ps_integrations import clock
-from ps_integrations.domain.opportunity_sync import SyncState
+from ps_integrations.domain.opportunity_plan import SyncState
 from ps_integrations.stores.base import SqlStore, record_audit
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from ps_integrations.domain.opportunity_sync import SyncState
+from ps_integrations.domain.opportunity_plan import SyncState
 from ps_integrations.exceptions import GitLabApiError, SalesforceApiError
 from ps_integrations.jobs.opportunity_sync.ports import OpportunitySource, SyncLedger
 from ps_integrations.jobs.opportunity_sync.writing import IssueWriter

@@ -13,16 +13,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from functools import cached_property
 
+from ps_integrations.domain.opportunity_plan import Action, SyncState, plan
 from ps_integrations.domain.opportunity_sync import (
-    Action,
     InvalidRecord,
     IssueContent,
     Opportunity,
     SyncConfig,
-    SyncState,
     build_content,
     parse_opportunity,
-    plan,
     require_issue_fields,
     snapshot,
 )

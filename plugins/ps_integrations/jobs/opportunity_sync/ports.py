@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from ps_integrations.domain.opportunity_sync import SyncState
+from ps_integrations.domain.opportunity_plan import SyncState
 from ps_integrations.hooks.gitlab import GitLabIssue, GitLabNote, GitLabUser
 from ps_integrations.hooks.salesforce import ApiUsage
 from ps_integrations.stores.opportunity_sync import PendingNote, PendingWriteback

@@ -8,10 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
+from ps_integrations.domain.opportunity_plan import Action, SyncState
 from ps_integrations.domain.opportunity_sync import (
-    Action,
     SyncConfig,
-    SyncState,
     change_id,
     change_ids,
     change_note,
