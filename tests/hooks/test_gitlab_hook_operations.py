@@ -165,7 +165,9 @@ def test_members_uploads_and_epics(hook, gitlab_env):
 
 
 def test_group_member_job_titles(hook, gitlab_env):
-    titles = hook.group_member_job_titles("professional-services")
+    titles = {
+        member.user.username: member.job_title for member in hook.group_members_with_titles("professional-services")
+    }
     assert titles["head-of-ps"] == "Head of Professional Services"
     assert set(titles) == {member.username for member in hook.group_members("professional-services")}
     assert gitlab_env.call_counts()["list_group_members"] >= 1

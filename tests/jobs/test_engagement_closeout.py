@@ -13,7 +13,7 @@ import pytest
 from ps_integrations.domain.engagement_closeout import Adjustment
 from ps_integrations.domain.opportunity_sync import marker
 from ps_integrations.exceptions import GitLabNotFoundError
-from ps_integrations.hooks.gitlab import GitLabIssue
+from ps_integrations.hooks.gitlab import GitLabIssue, GitLabMember, GitLabUser
 from ps_integrations.jobs.engagement_closeout import CloseoutConfig, EngagementCloseout, closeout_window
 from ps_integrations.run_window import RunWindow
 from ps_integrations.stores.engagement_closeout import CloseoutRecord, ExportedEntry
@@ -56,8 +56,9 @@ class FakeGitLab:
         self.issues[iid] = replace(current, labels=labels)
         return self.issues[iid]
 
-    def group_member_job_titles(self, group):
-        return {"ada": "Professional Services Engineer", "pat": "Project Manager"}
+    def group_members_with_titles(self, group):
+        titles = {"ada": "Professional Services Engineer", "pat": "Project Manager"}
+        return [GitLabMember(GitLabUser(number, name), title) for number, (name, title) in enumerate(titles.items(), 1)]
 
 
 class FakeSalesforce:

@@ -89,3 +89,8 @@ class OpportunityBudget:
     opportunity_id: str  # 18 characters
     budget: str | None  # the budget field as sent, None when empty
     lines: tuple[OpportunityLine, ...]
+
+
+def soql_string(value: str) -> str:
+    """A SOQL string literal: quotes and backslashes escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

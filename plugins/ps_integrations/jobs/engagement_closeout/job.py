@@ -203,8 +203,8 @@ class EngagementCloseout:
     @cached_property
     def roles(self) -> dict[str, str]:
         """GitLab username -> role, from the group members' job titles."""
-        titles = self.gitlab.group_member_job_titles(self.config.group)
-        return {username: role for username, title in titles.items() if (role := self.rules.role_of(title))}
+        members = self.gitlab.group_members_with_titles(self.config.group)
+        return {member.user.username: role for member in members if (role := self.rules.role_of(member.job_title))}
 
     # --- step 3: one close -------------------------------------------------------------------------
     def close_out(

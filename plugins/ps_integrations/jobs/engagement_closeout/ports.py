@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from ps_integrations.domain.engagement_closeout import Adjustment
 from ps_integrations.exports import ExportFile
-from ps_integrations.hooks.gitlab import GitLabIssue
+from ps_integrations.hooks.gitlab import GitLabIssue, GitLabMember
 from ps_integrations.stores.engagement_closeout import CloseoutRecord, ExportedEntry
 
 
@@ -26,7 +26,7 @@ class EngagementTracker(Protocol):
         self, project: str, iid: int, *, add_labels: tuple[str, ...] = (), remove_labels: tuple[str, ...] = ()
     ) -> GitLabIssue: ...
 
-    def group_member_job_titles(self, group: str) -> dict[str, str]: ...
+    def group_members_with_titles(self, group: str) -> list[GitLabMember]: ...
 
 
 class OpportunityFiles(Protocol):
