@@ -74,8 +74,10 @@ def records(data: list[dict]) -> list:
     """GraphQL nodes -> the hook's timelog records (what ``GitLabHook.list_timelogs`` returns, built
     page by page during the fetch)."""
     from ps_integrations.hooks.gitlab import timelog_records
+    from ps_integrations.jobs.timesheets import collector_paused
 
-    return list(timelog_records(data))
+    with collector_paused():  # as in the job: the fetch runs inside run()
+        return list(timelog_records(data))
 
 
 def rollup(data: list) -> tuple[int, int]:

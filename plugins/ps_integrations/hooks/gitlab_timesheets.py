@@ -67,51 +67,40 @@ def _number(gid: Any) -> str:
     return str(gid).rpartition("/")[2]
 
 
-IssueFields = tuple[int | None, str, str, tuple[str, ...], str | None]  # id, URL, state, labels, epic title
-NO_ISSUE: IssueFields = (None, "", "", (), None)
-
-
-def _issue_fields(issue: dict[str, Any]) -> IssueFields:
-    labels = issue.get("labels")
-    epic = issue.get("epic")
-    return (
-        int(_number(issue["id"])) if issue.get("id") else 0,
-        str(issue.get("webUrl") or ""),
-        str(issue.get("state") or ""),
-        tuple(str(label["title"]) for label in labels.get("nodes") or () if label) if labels else (),
-        str(epic["title"]) if epic else None,
-    )
-
-
 def timelog_records(nodes: Iterable[dict[str, Any]]) -> Iterator[GitLabTimelog]:
-    """GraphQL timelog nodes as records. A listing repeats few issues (a million timelogs, a few hundred
-    issues): each issue's fields are read from its first node and shared, so one listing sees one
-    snapshot of an issue's labels and epic."""
+    """GraphQL timelog nodes as records, in one tight loop (a year of a large team is a million
+    nodes): GraphQL's types are trusted (``ID`` strings, ``Int`` numbers), each issue's global id is
+    parsed once."""
     make = GitLabTimelog._make
-    issues: dict[tuple[Any, Any, Any], IssueFields] = {}
+    issue_ids: dict[str, int] = {}
     for node in nodes:
-        issue = node.get("issue")
-        if issue is None:
-            fields = NO_ISSUE
-        else:
-            key = (issue.get("id"), issue.get("webUrl"), issue.get("state"))
-            fields = issues.get(key)  # type: ignore[assignment]
-            if fields is None:
-                fields = issues[key] = _issue_fields(issue)
         user = node.get("user")
         project = node.get("project")
+        issue = node.get("issue")
+        if issue is None:
+            issue_id, url, state, labels, epic_title = None, "", "", (), None
+        else:
+            gid = issue.get("id")
+            issue_id = issue_ids.get(gid) if gid else 0
+            if issue_id is None:
+                issue_id = issue_ids[gid] = int(_number(gid))
+            url, state = issue.get("webUrl") or "", issue.get("state") or ""
+            label_nodes = (issue.get("labels") or {}).get("nodes")
+            labels = tuple([label["title"] for label in label_nodes if label]) if label_nodes else ()
+            epic = issue.get("epic")
+            epic_title = epic["title"] if epic else None
         yield make(
             (
                 _number(node["id"]),
-                str(node["spentAt"]),
-                int(node["timeSpent"]),
-                str(user.get("username") or "") if user else "",
-                fields[0],
-                fields[1],
-                fields[2],
-                str(project.get("fullPath") or "") if project else "",
-                fields[3],
-                fields[4],
+                node["spentAt"],
+                node["timeSpent"],
+                (user.get("username") or "") if user else "",
+                issue_id,
+                url,
+                state,
+                (project.get("fullPath") or "") if project else "",
+                labels,
+                epic_title,
             )
         )
 
