@@ -50,8 +50,7 @@ inputs give byte-identical data files. The finance mail goes once per `as_of` an
 a run is killed during the SMTP send: the next run does not send it again and says
 `finance mail of <as_of> INTERRUPTED` in its summary (check the finance mailbox). The finance issue is
 updated, never duplicated. A manual run without `as_of` reconciles as of today (UTC). Trigger with
-`as_of` (YYYY-MM-DD) and
-`services_yml_ref` to reconcile another date or catalog version;
+`as_of` (YYYY-MM-DD) and `services_yml_ref` to reconcile another date or catalog version;
 `airflow backfill create --dag-id ps_sku_reconciliation --from-date … --to-date …` re-creates a
 range of days.
 """

@@ -14,11 +14,17 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 from ps_integrations.domain.services_catalog import InvalidEntry, ServiceEntry
+from ps_integrations.domain.sku_notes import (
+    duplicate_id_note,
+    duplicate_note,
+    money,
+    quote,
+    spelling_places,
+)
 from ps_integrations.domain.zuora_catalog import IncompleteRecord, ZuoraPrice, ZuoraProduct, active
 
 # Most severe first; a row's status is the most severe of its problems.
@@ -142,22 +148,6 @@ def _same_name(left: str, right: str) -> bool:
     return " ".join(left.split()).casefold() == " ".join(right.split()).casefold()
 
 
-def money(value: Decimal | None) -> str:
-    """A price as text: two decimals, or every decimal when it has more (never rounded away)."""
-    if value is None:
-        return ""
-    cents = value.quantize(Decimal("0.01"))
-    return format(cents if cents == value else value.normalize(), "f")
-
-
-def _quote(text: str) -> str:
-    return '"' + text.replace('"', '\\"') + '"'
-
-
-def _entry_where(entry: ServiceEntry) -> str:
-    return f"services.yml id {entry.id}" + (f", line {entry.line}" if entry.line else "")
-
-
 @dataclass(frozen=True)
 class _Context:
     as_of: date
@@ -206,23 +196,8 @@ def sort_key(row: Row) -> tuple:
     )
 
 
-def _spellings(service: list[ServiceEntry], products: list[ZuoraProduct]) -> list[str]:
-    """Every spelling of the group's SKU with where it comes from, when there is more than one."""
-    written = {entry.written_sku for entry in service} | {product.sku or "" for product in products}
-    if len(written) < 2:
-        return []
-    places = [
-        f"{_quote(entry.written_sku)} in services.yml (id {entry.id}"
-        + (f", line {entry.sku_line or entry.line}" if entry.sku_line or entry.line else "")
-        + (f", column {entry.sku_column}" if entry.sku_column else "")
-        + ")"
-        for entry in service
-    ] + [f"{_quote(product.sku or '')} in Zuora (product {product.id})" for product in products]
-    return places
-
-
 def _group_rows(context: _Context, service: list[ServiceEntry], products: list[ZuoraProduct]) -> list[Row]:
-    spellings = _spellings(service, products)
+    spellings = spelling_places(service, products)
     rows = []
     group_problems = []
     if spellings:
@@ -241,7 +216,7 @@ def _group_rows(context: _Context, service: list[ServiceEntry], products: list[Z
                 if spellings:
                     notes.append("SKU written differently: " + "; ".join(spellings))
                 if len(service) > 1 or len(products) > 1:
-                    notes.append(_duplicate_note(service, products, currency))
+                    notes.append(duplicate_note(service, products, currency))
                 rows.append(_row(context, currency, entry, product, problems, notes, spellings, len(products) > 1))
     return rows
 
@@ -259,29 +234,6 @@ def _currencies(entry: ServiceEntry | None, product: ZuoraProduct | None, as_of:
             found.update(product.active_prices)
         found.update(record.currency for record in product.incomplete if record.currency)
     return sorted(found) or [""]
-
-
-def _duplicate_note(service: list[ServiceEntry], products: list[ZuoraProduct], currency: str) -> str:
-    parts = []
-    if len(service) > 1:
-        parts.append(
-            f"{len(service)} services.yml entries: "
-            + "; ".join(
-                f"{_entry_where(e)} ({money(e.price) + ' ' + e.currency if e.price is not None else 'no price'})"
-                for e in service
-            )
-        )
-    if len(products) > 1:
-        parts.append(
-            f"{len(products)} Zuora products: "
-            + "; ".join(
-                f"{p.id} {_quote(p.name)} ("
-                + (", ".join(money(price.amount) for price in p.active_prices.get(currency, ())) or "no price")
-                + (f" {currency})" if p.active_prices.get(currency) else ")")
-                for p in products
-            )
-        )
-    return "SKU used by " + " and ".join(parts)
 
 
 def _row(
@@ -305,11 +257,11 @@ def _row(
         notes.insert(
             0,
             f"services.yml line {entry.sku_line}, column {entry.sku_column}: the unquoted SKU {entry.raw_sku} is "
-            f"read by YAML as {entry.sku_coerced_to}; it was reconciled as the text {_quote(entry.written_sku)}",
+            f"read by YAML as {entry.sku_coerced_to}; it was reconciled as the text {quote(entry.written_sku)}",
         )
     if entry is not None and entry.id in context.duplicated_ids:
         problems.append("duplicate_services_yml_id")
-        notes.append(_duplicate_id_note(context.duplicated_ids[entry.id]))
+        notes.append(duplicate_id_note(context.duplicated_ids[entry.id]))
     incomplete: list[IncompleteRecord] = []
     if product is not None:
         incomplete = [r for r in product.incomplete if r.currency in (None, currency)]
@@ -386,16 +338,6 @@ def _row(
     return row
 
 
-def _duplicate_id_note(group: tuple[ServiceEntry, ...]) -> str:
-    places = []
-    for entry in group:
-        place = f"line {entry.line}" if entry.line else "unknown line"
-        if entry.alias_of_line:
-            place += f" (an alias of the entry at line {entry.alias_of_line})"
-        places.append(place)
-    return f"services.yml id {group[0].id} is used by {len(group)} entries: " + ", ".join(places)
-
-
 def _invalid_row(item: InvalidEntry) -> Row:
     return Row(
         **{
@@ -438,11 +380,11 @@ def action_for(
     if status == "sku_needs_quotes" and entry is not None:
         return (
             f"services.yml: quote the SKU at line {entry.sku_line}, column {entry.sku_column}: "
-            f"sku: {_quote(entry.written_sku)}"
+            f"sku: {quote(entry.written_sku)}"
         )
     if status == "sku_spelling_differs":
         if product is not None and entry is not None and (entry.written_sku) != (product.sku or ""):
-            return f"services.yml: write the SKU of {where} exactly as Zuora does: {_quote(product.sku or '')}"
+            return f"services.yml: write the SKU of {where} exactly as Zuora does: {quote(product.sku or '')}"
         if several_products:
             return (
                 "Finance: Zuora has SKUs that differ only by spaces or case; keep one through a finance SKU "
@@ -468,7 +410,7 @@ def action_for(
     if status == "missing_in_zuora":
         return f"Finance: file a SKU request to create {sku} in Zuora (or drop {where} from services.yml if not sold)"
     if status == "missing_in_services_yml" and product is not None:
-        return f"services.yml: add an entry for SKU {sku} ({_quote(product.name)}, Zuora product {product.id})"
+        return f"services.yml: add an entry for SKU {sku} ({quote(product.name)}, Zuora product {product.id})"
     if status == "retired_in_zuora" and product is not None and product.end is not None:
         return (
             f"services.yml: stop offering {where} (Zuora ended it on {product.end.isoformat()}); if it is still "
@@ -491,7 +433,7 @@ def action_for(
             f"{prices} (Zuora's price)"
         )
     if status == "name_mismatch" and product is not None:
-        return f"services.yml: rename {where} to {_quote(product.name)} (Zuora's name)"
+        return f"services.yml: rename {where} to {quote(product.name)} (Zuora's name)"
     if status == "not_compared":
         return "Nothing to do: services.yml states no price in this currency"
     return ""
