@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from ps_integrations.domain.sku_reconciliation import ROW_KEYS, Row, money, needs_action, sku_key, sort_key
+from ps_integrations.domain.sku_notes import money
+from ps_integrations.domain.sku_reconciliation import ROW_KEYS, Row, needs_action, sku_key, sort_key
 from ps_integrations.domain.zuora_catalog import ZuoraProduct
 
 # --- records in (what SalesforceHook.price_book_products returns) ------------------------------------

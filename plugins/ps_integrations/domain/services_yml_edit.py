@@ -31,7 +31,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from ps_integrations.domain.sku_reconciliation import Row, money
+from ps_integrations.domain.sku_notes import money
+from ps_integrations.domain.sku_reconciliation import Row
 from ps_integrations.domain.zuora_catalog import ZuoraProduct
 
 PRICE, NAME, RETIRE, ADD = "price", "name", "retire", "add"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any, overload
 
-from ps_integrations.domain.price_book import SALESFORCE_GLOSSARY, SALESFORCE_NO_ACTION
+from ps_integrations.domain.price_book import SALESFORCE_GLOSSARY, SALESFORCE_KEYS, SALESFORCE_NO_ACTION, PriceBookRow
 from ps_integrations.domain.price_book import needs_any_action as needs_action
 from ps_integrations.domain.sku_reconciliation import GLOSSARY, NO_ACTION, Row, money, status_counts
 from ps_integrations.exports import Column, ExportFile, json_file
@@ -68,12 +68,22 @@ COLUMNS = tuple(Column(f.header, f.description) for f in FIELDS)
 MONEY_KEYS = tuple(f.key for f in FIELDS if f.kind == "money")
 
 
+_SALESFORCE_KEYS = frozenset(SALESFORCE_KEYS)
+
+
+def _value(row: Row, field: Field) -> Any:
+    """The row's value for the column; None for Salesforce's columns of a row without its side."""
+    if field.key in _SALESFORCE_KEYS and not isinstance(row, PriceBookRow):
+        return None
+    return row[field.key]
+
+
 # a text cell starting with one of these is run as a formula when Excel opens the CSV
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _csv_cell(row: Row, field: Field) -> str:
-    value = getattr(row, field.key, None)  # a row without Salesforce's side has no such columns
+    value = _value(row, field)
     if value is None:
         return ""
     if field.kind == "money":
@@ -107,7 +117,7 @@ def reconciliation_csv(rows: Sequence[Row]) -> ExportFile:
 
 
 def _sheet_cell(row: Row, field: Field) -> Any:
-    value = getattr(row, field.key, None)  # a row without Salesforce's side has no such columns
+    value = _value(row, field)
     if value is None or value == "":
         return None
     if field.kind == "money":

@@ -149,7 +149,8 @@ def salesforce_lines(outcome: Outcome) -> list[str]:
 
 
 def issue_title(outcome: Outcome) -> str:
-    return f"SKU reconciliation: {len(outcome.action_rows)} row(s) need action in Zuora or services.yml"
+    systems = "Zuora, services.yml or Salesforce" if outcome.salesforce_counts else "Zuora or services.yml"
+    return f"SKU reconciliation: {len(outcome.action_rows)} row(s) need action in {systems}"
 
 
 class FinanceIssue:
