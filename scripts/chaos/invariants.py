@@ -171,14 +171,30 @@ def _state_store(target: Target, state_uri: str) -> tuple[dict[str, tuple[str, t
                         in_flight[key] = name
             try:
                 summary_row = connection.execute(
-                    text("SELECT summary FROM job_runs WHERE dag_id = :dag_id ORDER BY finished_at DESC, run_id DESC"),
+                    text(
+                        "SELECT summary, counts_json FROM job_runs WHERE dag_id = :dag_id "
+                        "ORDER BY finished_at DESC, run_id DESC"
+                    ),
                     {"dag_id": target.dag_id},
                 ).first()
             except (OperationalError, ProgrammingError):
                 summary_row = None
     finally:
         engine.dispose()
-    return records, in_flight, str(summary_row[0]) if summary_row else ""
+    return records, in_flight, _summary_text(summary_row)
+
+
+def _summary_text(row: Any) -> str:
+    """The run's summary line and the records its failures name (a run fails naming what it holds for
+    the operator, e.g. an interrupted survey send: its failures list, not the counts line, names it)."""
+    if not row:
+        return ""
+    try:
+        failures = json.loads(row[1] or "{}").get("failures") or []
+    except ValueError:
+        failures = []
+    named = [f"{failure.get('record')}: {failure.get('reason')}" for failure in failures if isinstance(failure, dict)]
+    return "; ".join([str(row[0]), *named])
 
 
 def check(reference: EndState, actual: EndState) -> Verdict:

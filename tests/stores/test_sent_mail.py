@@ -17,6 +17,14 @@ class Values:
     def set_value(self, job: str, name: str, value: str) -> None:
         self.values[(job, name)] = value
 
+    def fetch_all(self, name: str, params: dict) -> list[dict]:
+        prefix = params["pattern"].rstrip("%")
+        return [
+            {"name": key, "value": value}
+            for (job, key), value in sorted(self.values.items())
+            if job == params["job"] and key.startswith(prefix)
+        ]
+
 
 def test_a_version_is_sent_once_and_a_new_version_again():
     ledger, sent = SentMailLedger(Values(), "job"), []
@@ -47,7 +55,9 @@ def test_a_kill_after_the_server_accepted_never_mails_twice():
     ledger = SentMailLedger(values, "job")
     assert ledger.send_once("finance", "v1", lambda: accepted.append("again")) is MailState.INTERRUPTED
     assert accepted == ["v1"]
+    assert ledger.interrupted() == ["finance"]  # named by every run until a new version goes out
     assert ledger.send_once("finance", "v2", lambda: accepted.append("v2")) is MailState.SENT
+    assert ledger.interrupted() == []
 
 
 def test_versions_recorded_before_the_claim_existed_count_as_sent():

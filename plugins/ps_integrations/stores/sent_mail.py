@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class JobValues(Protocol):
@@ -19,6 +19,8 @@ class JobValues(Protocol):
     def get_value(self, job: str, name: str) -> str | None: ...
 
     def set_value(self, job: str, name: str, value: str) -> None: ...
+
+    def fetch_all(self, name: str, params: Any = None) -> list[dict[str, Any]]: ...
 
 
 class MailState(enum.Enum):
@@ -42,6 +44,12 @@ class SentMailLedger:
         if recorded == f"sending:{version}":
             return MailState.INTERRUPTED
         return None
+
+    def interrupted(self, prefix: str = "") -> list[str]:
+        """Keys (starting with ``prefix``) whose last send was interrupted: a person must check the
+        mailbox. Every run names them until a later version of the mail goes out."""
+        rows = self.store.fetch_all("platform/values_like", {"job": self.job, "pattern": f"{prefix}%"})
+        return [str(row["name"]) for row in rows if str(row["value"]).startswith("sending:")]
 
     def send_once(self, key: str, version: str, send: Callable[[], None]) -> MailState:
         """Send ``version`` of mail ``key`` unless it was sent or its send was interrupted.

@@ -153,6 +153,7 @@ class TimesheetRollup:
                 mail_finance(landed, self.config.finance_recipients, self.mails, self.send_mail, self.summary)
             for item in exported:  # after the mail: a run killed before this exports and mails the same version
                 self.exporter.lock(item, now)
+            self.report_interrupted_mails()
             certifier = Certifier(self.gitlab, self.config, self.rules, self.summary, capabilities.issue_epic)
             for period in plan.certify:
                 certifier.certify(period, time.entries[period.key], people, approvals.issues)
@@ -312,6 +313,17 @@ class TimesheetRollup:
             self.summary.note(f"Salesforce budget lookup failed ({error}): periods needing a budget wait")
             return without_budgets(directory, str(error))
         return with_budgets(directory, budgets)
+
+    def report_interrupted_mails(self) -> None:
+        """Every run names finance mails whose send was interrupted (maybe delivered, never resent)."""
+        reported = set(self.summary.notes)
+        for key in self.mails.interrupted("mail:"):
+            note = (
+                f"finance mail about {key.removeprefix('mail:')} interrupted during an earlier send (maybe "
+                "delivered, not resent): check the finance mailbox"
+            )
+            if note not in reported:
+                self.summary.note(note)
 
     def report_pending(self) -> None:
         pending = self.ledger.pending_adjustment_count()
