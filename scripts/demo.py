@@ -34,13 +34,20 @@ DEMO_RUN_CONF: dict[str, dict[str, Any]] = {
     "ps_opportunity_sync": {"since": "2024-01-01T00:00:00Z"},
     "ps_csat_surveys": {"since": "2024-01-01T00:00:00Z"},
     "ps_timesheet_rollup": {"period_start": "2026-08-31", "period_end": "2026-11-15"},
-    "ps_engagement_closeout": {"since": "2024-01-01T00:00:00Z"},
+    # the seeded closes (2025-2026, with SOW amounts) plus the engagements the demo closes (their iids are
+    # added at run time); not the CSAT history's recent engagements, which carry no SOW amount
+    "ps_engagement_closeout": {"since": "2024-01-01T00:00:00Z", "until": "2026-11-01T00:00:00Z"},
 }
 # Job configuration the demo sets (Airflow variables, JSON).
 DEMO_VARIABLES: dict[str, Any] = {
     "ps_opportunity_sync_config": {"writeback_field": "GitLab_Issue_URL__c", "coordinator": "delivery-manager-1"},
     # not production: only addresses under example.com (all of the sandbox's) are mailed
     "ps_csat_surveys_config": {"allow_list": ["example.com"]},
+    # the project managers report to the head of PS (the engineers to the group's one delivery manager):
+    # every week's certification issues, whatever the date the demo runs on
+    "ps_timesheet_rollup_config": {
+        "managers": {pm: "head-of-ps" for pm in ("aisha.pm", "henrik.pm", "mateo.pm", "sofia.pm")}
+    },
     "ps_engagement_closeout_config": {
         "controller": "controller@ps.example.com",
         "finance_business_partner": "fbp.sales@ps.example.com",
@@ -427,7 +434,9 @@ def main() -> int:
         log(f"CSAT: the survey job again, for today's answers: {run_summary_line(api, 'ps_csat_surveys', again)}")
         if again["state"] != "success" and "ps_csat_surveys" in runs:
             runs["ps_csat_surveys"]["state"] = again["state"]  # counts for the exit code
-        log(f"closed engagement issues {close_engagements(info)} for the close-out to file")
+        closed = close_engagements(info)
+        DEMO_RUN_CONF["ps_engagement_closeout"]["engagement_iids"] = closed
+        log(f"closed engagement issues {closed} for the close-out to file")
         runs.update(run_all(api, [dag_id for dag_id in ids if dag_id in RUN_LAST], args.timeout))
         summarize(api, runs)
         exports = mirror_exports(info)
