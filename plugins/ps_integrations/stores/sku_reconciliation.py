@@ -7,35 +7,22 @@ SQL lives in ``include/sql/sku_reconciliation/``; the job sees only the records 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
 from ps_integrations import clock
 from ps_integrations.domain.sku_reconciliation import ProblemKey
+from ps_integrations.stores.base import SqlStore as BaseSqlStore
 from ps_integrations.stores.sent_mail import SentMailLedger
 
 JOB = "ps_sku_reconciliation"
 FINANCE_ISSUE_IID = "finance_issue_iid"
 
 
-class SqlStore(Protocol):
+class SqlStore(BaseSqlStore, Protocol):
     """The parts of :class:`ps_integrations.state_store.StateStore` this repository uses."""
-
-    def transaction(self) -> AbstractContextManager[Any]: ...
-
-    def execute(
-        self,
-        name: str,
-        params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
-        connection: Any = None,
-    ) -> int: ...
-
-    def fetch_all(
-        self, name: str, params: Mapping[str, Any] | None = None, connection: Any = None
-    ) -> list[dict[str, Any]]: ...
 
     def fetch_one(
         self, name: str, params: Mapping[str, Any] | None = None, connection: Any = None
