@@ -284,3 +284,30 @@ def test_local_date_is_the_roll_ups_fast_reader_at_every_minute_of_both_dst_nigh
                 expected = moment.astimezone(ZoneInfo(zone)).date()
                 assert read(moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")) == expected, (zone, moment)
                 assert local_date(moment, zone) == expected
+
+
+def test_a_date_only_entry_keeps_the_servers_day_also_on_half_hour_servers_and_other_moments_the_business_day():
+    """GitLab stores ``/spend 1h 2026-10-05`` at midnight of the *server's* zone: that moment keeps the
+    server's date (also where midnight is half past a UTC hour: Asia/Kolkata, America/St_Johns); a
+    minute or a second later it is an ordinary moment, dated in the business zone."""
+    from datetime import UTC, date, timedelta
+    from zoneinfo import ZoneInfo
+
+    from ps_integrations.domain.timesheet_entries import local_day_reader
+
+    servers = ("UTC", "Pacific/Auckland", "Asia/Kolkata", "America/St_Johns", "Asia/Kathmandu")
+    for server in servers:
+        for business in ("UTC", "Europe/Berlin", "America/Los_Angeles"):
+            read = local_day_reader(business, server)
+            for day in (date(2026, 3, 27) + timedelta(days=n) for n in range(4)):
+                midnight = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(server)).astimezone(UTC)
+                for text in (
+                    midnight.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    midnight.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                    midnight.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+                ):
+                    assert read(text) == day, (server, business, text)
+                for later in (timedelta(minutes=1), timedelta(seconds=1), timedelta(hours=5, minutes=59)):
+                    moment = midnight + later
+                    expected = moment.astimezone(ZoneInfo(business)).date()
+                    assert read(moment.strftime("%Y-%m-%dT%H:%M:%SZ")) == expected, (server, business, moment)

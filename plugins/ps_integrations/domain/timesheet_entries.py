@@ -57,7 +57,23 @@ def local_day_reader(business_timezone: str, server_timezone: str = "UTC") -> Ca
     """
     zone = ZoneInfo(business_timezone)
     server = ZoneInfo(server_timezone)
-    hour_starts: dict[str, tuple[datetime, datetime]] = {}
+    # UTC hour "2026-03-29T01" -> (local date at its start, minute from which the local date is the
+    # next day (60: never), that next date, and where the server's midnight falls in the hour: its
+    # "MM" minute and server-local date, or None)
+    hours: dict[str, tuple[date, int, date, tuple[str, date] | None]] = {}
+
+    def hour_dates(hour: str) -> tuple[date, int, date, tuple[str, date] | None]:
+        utc_start = datetime.fromisoformat(hour + ":00:00+00:00")
+        start, server_start = utc_start.astimezone(zone), utc_start.astimezone(server)
+        day = start.date()
+        rollover = 60 - start.minute if start.hour == 23 and start.minute else 60
+        midnight = None
+        if server_start.hour == 0 and server_start.minute == 0:
+            midnight = ("00", server_start.date())
+        elif server_start.hour == 23 and server_start.minute:  # a half-hour zone's midnight (Asia/Kolkata)
+            midnight = (f"{60 - server_start.minute:02d}", server_start.date() + timedelta(days=1))
+        found = hours[hour] = (day, rollover, day + timedelta(days=1), midnight)
+        return found
 
     def local_day(spent_at: str) -> date:
         if len(spent_at) < 16 or not (spent_at.endswith("Z") or spent_at.endswith("+00:00")):
@@ -69,25 +85,20 @@ def local_day_reader(business_timezone: str, server_timezone: str = "UTC") -> Ca
                 return on_server.date()
             return moment.astimezone(zone).date()
         hour = spent_at[:13]
-        starts = hour_starts.get(hour)
-        if starts is None:
-            utc_start = datetime.fromisoformat(hour + ":00:00+00:00")
-            starts = hour_starts[hour] = (utc_start.astimezone(zone), utc_start.astimezone(server))
-        start, server_start = starts
-        if server_start.hour == 0 and server_start.minute == 0 and _on_the_hour(spent_at):
-            return server_start.date()  # a date-only entry: the server's calendar day
-        minutes = start.minute + int(spent_at[14:16])
-        if start.hour == 23 and minutes >= 60:
-            return start.date() + timedelta(days=1)
-        return start.date()
+        day, rollover, next_day, server_midnight = hours.get(hour) or hour_dates(hour)
+        if server_midnight is not None and spent_at[14:16] == server_midnight[0] and _no_seconds(spent_at):
+            return server_midnight[1]  # a date-only entry: the server's calendar day
+        if rollover < 60 and int(spent_at[14:16]) >= rollover:
+            return next_day
+        return day
 
     return local_day
 
 
-def _on_the_hour(spent_at: str) -> bool:
-    """``2026-10-05T00:00:00Z`` / ``...00:00.000Z`` / ``...00:00+00:00``: no minutes, seconds or fraction."""
-    tail = spent_at[14:].removesuffix("Z").removesuffix("+00:00")
-    return tail in ("00:00", "00:00.000", "00:00.000000", "00")
+def _no_seconds(spent_at: str) -> bool:
+    """``2026-10-05T00:30:00Z`` / ``...:00.000Z`` / ``...:00+00:00`` / ``...T00:30Z``: no seconds or fraction."""
+    tail = spent_at[16:].removesuffix("Z").removesuffix("+00:00")
+    return tail in ("", ":00", ":00.000", ":00.000000")
 
 
 def local_date(moment: datetime, business_timezone: str) -> date:
@@ -125,6 +136,7 @@ def to_entries(
     parents = parent_titles or {}
     # plain dict as cache: a million timelogs have a few dozen categories
     category_cache: dict[tuple[bool, str | None, tuple[str, ...], str], str] = {}
+    engagement_category = rules.category(True, None, (), "")
     make_entry = Entry._make
     entries, findings = [], []
     for timelog in timelogs:
@@ -155,10 +167,13 @@ def to_entries(
             findings.append(
                 TimelogFinding(timelog_id, engineer, "closed_engagement", f"time on a closed engagement ({url})", day)
             )
-        parent = parents.get(issue_id) or timelog.epic_title
-        kind = (is_engagement, parent, timelog.labels, url if rules.by_issue else "")
-        category = category_cache.get(kind)
-        if category is None:
-            category = category_cache[kind] = rules.category(*kind)
+        if is_engagement:
+            category = engagement_category
+        else:
+            parent = parents.get(issue_id) or timelog.epic_title
+            kind = (False, parent, timelog.labels, url if rules.by_issue else "")
+            category = category_cache.get(kind)
+            if category is None:
+                category = category_cache[kind] = rules.category(*kind)
         entries.append(make_entry((timelog_id, engineer, day, url, category, seconds)))
     return entries, findings
