@@ -172,8 +172,7 @@ def to_entries(
         else:
             parent = parents.get(issue_id) or timelog.epic_title
             kind = (False, parent, timelog.labels, url if rules.by_issue else "")
-            category = category_cache.get(kind)
-            if category is None:
-                category = category_cache[kind] = rules.category(*kind)
+            cached = category_cache.get(kind)
+            category = category_cache[kind] = rules.category(*kind) if cached is None else cached
         entries.append(make_entry((timelog_id, engineer, day, url, category, seconds)))
     return entries, findings
