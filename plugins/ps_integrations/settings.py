@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
 
+from ps_integrations.exceptions import ConfigurationError
+
 T = TypeVar("T")
 
 
@@ -13,10 +15,17 @@ def settings_from_mapping(cls: type[T], data: Mapping[str, Any], source: str) ->
     """``cls(**data)`` after checking every key is a field; JSON lists become tuples.
 
     :param source: what the data came from (the variable's name), for the error message.
+    :raises ConfigurationError: the data is not an object, names an unknown setting, or the settings
+        refuse a value (their ``__post_init__`` checks).
     """
+    if not isinstance(data, Mapping):
+        raise ConfigurationError(f"{source} must be a JSON object, not {type(data).__name__}")
     known = {item.name for item in fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - known
     if unknown:
-        raise ValueError(f"{source}: unknown settings {sorted(unknown)} (known: {sorted(known)})")
+        raise ConfigurationError(f"{source}: unknown settings {sorted(unknown)} (known: {sorted(known)})")
     values = {key: tuple(value) if isinstance(value, list) else value for key, value in data.items()}
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        raise ConfigurationError(f"{source}: {error}") from None

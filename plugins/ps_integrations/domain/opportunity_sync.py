@@ -93,10 +93,7 @@ class SyncConfig:
     def from_mapping(cls, data: Mapping[str, Any]) -> SyncConfig:
         from ps_integrations.settings import settings_from_mapping
 
-        try:
-            config = settings_from_mapping(cls, data, "ps_opportunity_sync_config")
-        except (TypeError, ValueError) as error:
-            raise ConfigurationError(str(error)) from None
+        config = settings_from_mapping(cls, data, "ps_opportunity_sync_config")
         if not 1 <= config.fiscal_year_start_month <= 12:
             raise ConfigurationError("ps_opportunity_sync_config: fiscal_year_start_month must be 1-12")
         problems = label_config_problems(config)

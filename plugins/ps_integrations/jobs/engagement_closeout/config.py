@@ -39,10 +39,7 @@ class CloseoutConfig:
     def from_mapping(cls, data: dict[str, Any]) -> CloseoutConfig:
         from ps_integrations.settings import settings_from_mapping
 
-        try:
-            config = settings_from_mapping(cls, data, CONFIG_NAME)
-        except (TypeError, ValueError) as error:
-            raise ConfigurationError(str(error)) from None
+        config = settings_from_mapping(cls, data, CONFIG_NAME)
         for name in ("budget_field", "currency_field"):
             value = getattr(config, name)
             if (value or name == "budget_field") and not SOQL_FIELD.match(value):

@@ -84,7 +84,4 @@ class ReconciliationConfig:
             data = {}
         if not isinstance(data, Mapping):
             raise ConfigurationError(f"{CONFIG_VARIABLE} must be a JSON object, not {type(data).__name__}")
-        try:
-            return settings_from_mapping(cls, data, CONFIG_VARIABLE)
-        except ValueError as error:  # unknown keys
-            raise ConfigurationError(str(error)) from None
+        return settings_from_mapping(cls, data, CONFIG_VARIABLE)
