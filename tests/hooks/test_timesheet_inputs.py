@@ -138,3 +138,10 @@ def test_the_instance_says_whether_issues_have_epics(hook, sandbox):
     entries, _ = to_entries(nodes, "UTC", ENGAGEMENTS, date(2026, 10, 19), date(2026, 10, 25), date(2026, 11, 21))
     assert "Uncategorised" not in {entry.category for entry in entries}  # the seed's category labels
     assert {entry.category for entry in entries} >= {"Project Work", "PS Internal"}
+
+
+def test_a_timelog_gitlab_sends_without_spent_at_is_a_record_with_no_date():
+    """``Timelog.spentAt`` is nullable in GitLab's schema (``null: true``): the record says "no date"
+    ("") instead of failing the whole fetch; the roll-up names it."""
+    assert node(7, None).spent_at == ""  # type: ignore[arg-type]
+    assert node(8, "2026-11-23T08:00:00.000Z").spent_at == "2026-11-23T08:00:00.000Z"

@@ -108,7 +108,8 @@ class FakeGitLab:
 
     def list_timelogs(self, group_gid: str, start: str, end: str, *, with_epic: bool = False) -> TimelogListing:
         assert not with_epic, "Issue.epic asked of an instance that does not have it"
-        chosen = [t for t in self.timelogs if start <= t.spent_at[:10] <= end]
+        # a timelog without spentAt is in every answer here: the schema allows one in any
+        chosen = [t for t in self.timelogs if not t.spent_at or start <= t.spent_at[:10] <= end]
         return TimelogListing(chosen, 1, 0)
 
     def timelog_figures(self, group_gid: str, ranges: list[tuple[str, str]]) -> list[tuple[int, int]]:
@@ -413,3 +414,18 @@ def test_progress_to_date_counts_earlier_periods_exported_by_the_same_run(world)
     assert summary.counts["periods exported"] == 2 and summary.counts["engineer-periods locked"] == 2
     [progress] = world.rows("engagement_progress.csv")  # W46
     assert (progress["period_hours"], progress["approved_hours_to_date"]) == ("5.00", "9.00")
+
+
+def test_a_timelog_without_a_date_is_named_and_the_dated_ones_still_export(world):
+    """GitLab's ``Timelog.spentAt`` is nullable: such a timelog belongs to no period. It is named (id,
+    engineer, issue, field) as a failure of the run, and the week's dated time still exports."""
+    world.gitlab.timelogs.append(timelog(4, "", 2 * 3600))
+
+    summary = world.run()
+
+    assert summary.counts["periods exported"] == 1
+    assert sum(float(row["logged_minutes"]) for row in world.rows()) == 366  # timelogs 1-3, not 4
+    [failure] = summary.failures
+    assert (failure.system, failure.field) == ("GitLab", "spentAt")
+    assert failure.record == f"timelog 4 by {ENGINEER.username} on {ENGAGEMENT_URL}"
+    assert "2 h" in failure.reason and "no period" in failure.reason

@@ -33,7 +33,7 @@ class GitLabTimelog(NamedTuple):
     """One timelog (a named tuple: a year of a large team has a million of them)."""
 
     id: str  # the number of gid://gitlab/Timelog/N
-    spent_at: str  # ISO 8601 as GitLab sent it
+    spent_at: str  # ISO 8601 as GitLab sent it; "" when GitLab has none (``spentAt`` is nullable)
     seconds: int
     username: str
     issue_id: int | None  # global id; None: a timelog on a merge request or a deleted issue
@@ -92,7 +92,7 @@ def timelog_records(nodes: Iterable[dict[str, Any]]) -> Iterator[GitLabTimelog]:
         yield make(
             (
                 _number(node["id"]),
-                node["spentAt"],
+                node["spentAt"] or "",
                 node["timeSpent"],
                 (user.get("username") or "") if user else "",
                 issue_id,

@@ -53,7 +53,7 @@ from ps_integrations.jobs.timesheets.reads import (
     read_people,
     read_time,
 )
-from ps_integrations.run_summary import RunSummary
+from ps_integrations.run_summary import RecordFailure, RunSummary
 from ps_integrations.stores.timesheets import ExportLedger
 
 log = logging.getLogger(__name__)
@@ -224,6 +224,15 @@ class TimesheetRollup:
         self.summary.note(f"GitLab GraphQL pages read: {time.pages}")
         if time.duplicates:
             self.summary.note(f"{time.duplicates} timelog(s) GitLab returned on two pages counted once")
+        for timelog in time.undated:
+            self.summary.fail(
+                RecordFailure(
+                    "GitLab",
+                    f"timelog {timelog.id} by {timelog.username} on {timelog.issue_url or 'no issue'}",
+                    f"no date ({timelog.seconds / 3600:g} h): counted in no period until it has one in GitLab",
+                    "spentAt",
+                )
+            )
         return time
 
     def preview(self, period: Period, time: TimeRead, today: date) -> None:

@@ -22,7 +22,7 @@ from ps_integrations.domain.timesheets import (
     contiguous_ranges,
     group_by_period,
 )
-from ps_integrations.hooks.gitlab import GitLabMember
+from ps_integrations.hooks.gitlab import GitLabMember, GitLabTimelog
 from ps_integrations.jobs.timesheets.config import RollupConfig
 from ps_integrations.jobs.timesheets.ports import BudgetSource, TimeTracking
 
@@ -66,6 +66,7 @@ class TimeRead:
     findings: dict[str, list[TimelogFinding]] = field(default_factory=lambda: defaultdict(list))
     pages: int = 0
     duplicates: int = 0
+    undated: list[GitLabTimelog] = field(default_factory=list)  # no spentAt: in no period, named by the run
 
 
 def read_time(
@@ -79,12 +80,16 @@ def read_time(
         listing = gitlab.list_timelogs(group, *query_range(first, last), with_epic=ask_epic)
         read.pages += listing.pages
         read.duplicates += listing.duplicates
+        timelogs = listing.timelogs
+        if not all(timelog.spent_at for timelog in timelogs):
+            read.undated.extend(timelog for timelog in timelogs if not timelog.spent_at)
+            timelogs = [timelog for timelog in timelogs if timelog.spent_at]
         parents: dict[int, str] = {}
         if capabilities.work_item_parent:
-            internal = {t.issue_id for t in listing.timelogs if t.issue_id and t.project != config.engagements_project}
+            internal = {t.issue_id for t in timelogs if t.issue_id and t.project != config.engagements_project}
             parents = gitlab.work_item_parents(sorted(internal))
         entries, findings = to_entries(
-            listing.timelogs,
+            timelogs,
             config.business_timezone,
             config.engagements_project,
             first,
