@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from ps_integrations.domain.timesheet_approvals import ApprovalIssue, ApprovalLabels, approved_periods, read_approval
 from ps_integrations.domain.timesheet_certification import (
     certification_description,
     certification_digest,
@@ -17,19 +18,15 @@ from ps_integrations.domain.timesheet_certification import (
 )
 from ps_integrations.domain.timesheet_entries import local_date
 from ps_integrations.domain.timesheets import (
-    ApprovalIssue,
-    ApprovalLabels,
     CategoryRules,
     Entry,
     RollupRules,
     adjustments,
-    approved_periods,
     category_of,
     line_hours,
     parse_period_key,
     period_of,
     progress,
-    read_approval,
     round_hours,
     totals,
     utilization,

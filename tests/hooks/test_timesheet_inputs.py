@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from ps_integrations.domain.timesheet_approvals import ApprovalLabels, approved_periods, read_approval
 from ps_integrations.domain.timesheet_entries import to_entries
-from ps_integrations.domain.timesheets import ApprovalLabels, approved_periods, read_approval, totals
+from ps_integrations.domain.timesheets import totals
 from ps_integrations.hooks.gitlab import GitLabHook, TimelogListing, timelog_record
 from ps_integrations.jobs.timesheets.reads import gitlab_capabilities, query_range, read_approval_issues
 

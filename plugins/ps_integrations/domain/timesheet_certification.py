@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from ps_integrations.domain.timesheets import CENT, ApprovalLabels, Entry, Period, line_hours
+from ps_integrations.domain.timesheet_approvals import ApprovalLabels
+from ps_integrations.domain.timesheets import CENT, Entry, Period, line_hours
 
 CERTIFICATION_MARKER = re.compile(
     r"<!-- ps-integrations:timesheet-certification engineer=(?P<engineer>\S+) period=(?P<period>\S+) "

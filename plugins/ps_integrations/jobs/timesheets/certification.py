@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 
+from ps_integrations.domain.timesheet_approvals import ApprovalIssue
 from ps_integrations.domain.timesheet_certification import (
     UPDATE_NOTE_MARKER,
     CertificationRow,
@@ -17,15 +18,7 @@ from ps_integrations.domain.timesheet_certification import (
     certification_rows,
     find_certification,
 )
-from ps_integrations.domain.timesheets import (
-    ApprovalIssue,
-    Entry,
-    Period,
-    RollupRules,
-    line_hours,
-    logged_minutes,
-    parse_period_key,
-)
+from ps_integrations.domain.timesheets import Entry, Period, RollupRules, line_hours, logged_minutes, parse_period_key
 from ps_integrations.exceptions import GitLabApiError
 from ps_integrations.jobs.timesheets.config import RollupConfig
 from ps_integrations.jobs.timesheets.ports import CertificationTracker

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ps_integrations.domain.timesheet_approvals import ApprovalLabels
 from ps_integrations.domain.timesheets import (
     CATEGORIES,
-    ApprovalLabels,
     CategoryRules,
     Period,
     RollupRules,

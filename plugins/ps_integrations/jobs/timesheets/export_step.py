@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from ps_integrations.domain.timesheet_approvals import Approval
 from ps_integrations.domain.timesheet_entries import TimelogFinding
 from ps_integrations.domain.timesheet_export import (
     ADJUSTMENT_COLUMNS,
@@ -18,7 +19,7 @@ from ps_integrations.domain.timesheet_export import (
     period_export,
     row_count,
 )
-from ps_integrations.domain.timesheets import BILLABLE_CATEGORY, Approval, Entry, Period, RollupRules
+from ps_integrations.domain.timesheets import BILLABLE_CATEGORY, Entry, Period, RollupRules
 from ps_integrations.exports import ExportFile, csv_file, json_file
 from ps_integrations.jobs.timesheets.config import RollupConfig
 from ps_integrations.jobs.timesheets.finance_mail import Landed

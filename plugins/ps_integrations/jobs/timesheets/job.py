@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from ps_integrations.domain.timesheet_approvals import Approval, ApprovalIssue, approved_periods, read_approval
 from ps_integrations.domain.timesheet_entries import NOT_PAYABLE
 from ps_integrations.domain.timesheet_export import (
     EngagementInfo,
@@ -23,16 +24,12 @@ from ps_integrations.domain.timesheet_export import (
     without_budgets,
 )
 from ps_integrations.domain.timesheets import (
-    Approval,
-    ApprovalIssue,
     Entry,
     Period,
     RollupRules,
     adjustments,
-    approved_periods,
     parse_period_key,
     period_of,
-    read_approval,
     totals,
 )
 from ps_integrations.exceptions import SalesforceApiError

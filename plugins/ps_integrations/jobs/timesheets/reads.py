@@ -10,18 +10,11 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from ps_integrations.domain.opportunity_sync import SALESFORCE_ID, find_marker
+from ps_integrations.domain.timesheet_approvals import ApprovalIssue, ApprovalLabels
 from ps_integrations.domain.timesheet_certification import find_certification
 from ps_integrations.domain.timesheet_entries import TimelogFinding, to_entries
 from ps_integrations.domain.timesheet_export import Budget, EngagementInfo, engagement_budget
-from ps_integrations.domain.timesheets import (
-    ApprovalIssue,
-    ApprovalLabels,
-    Entry,
-    Period,
-    RollupRules,
-    contiguous_ranges,
-    group_by_period,
-)
+from ps_integrations.domain.timesheets import Entry, Period, RollupRules, contiguous_ranges, group_by_period
 from ps_integrations.hooks.gitlab import GitLabMember, GitLabTimelog
 from ps_integrations.jobs.timesheets.config import RollupConfig
 from ps_integrations.jobs.timesheets.ports import BudgetSource, TimeTracking
