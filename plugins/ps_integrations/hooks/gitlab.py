@@ -89,6 +89,7 @@ class GitLabHook(TimesheetOperations, RepositoryOperations, BaseHook):
         self._request_pacer: Pacer | None = None
         self._note_pacer: Pacer | None = None
         self.requests_made = 0  # REST requests and GraphQL pages, for run summaries and benchmarks
+        self._projects: dict[str, Any] = {}
 
     def pace(self, requests_per_minute: float | None, notes_per_minute: float | None = None) -> GitLabHook:
         """Space calls evenly below GitLab's limits (98% of them: skew never fills GitLab's window).
@@ -266,7 +267,12 @@ class GitLabHook(TimesheetOperations, RepositoryOperations, BaseHook):
             self._wait(self._request_pacer)  # python-gitlab fetches the next page when this one is consumed
 
     def _project(self, project: str) -> Any:
-        return self.client.projects.get(project, lazy=True)
+        """The project's lazy python-gitlab handle, made once: building one creates its ~90 managers
+        (~8 ms of CPU), a sixth of the sync's CPU when made per created issue."""
+        handle = self._projects.get(project)
+        if handle is None:
+            handle = self._projects[project] = self.client.projects.get(project, lazy=True)
+        return handle
 
     # --- issues ----------------------------------------------------------------------------------------
     def list_issues(
