@@ -28,7 +28,17 @@ from ps_integrations import clock
 
 # slow_response: the call is handled (its effects happen) but the answer is held back for
 # delay_ms - a client that gives up or dies meanwhile never learns the outcome.
-FAULT_KINDS = ("server_error", "rate_limited", "session_expired", "not_found", "bad_request", "slow_response")
+# answer_lost: the call is handled (its effects happen) and the client gets a 5xx (``status``,
+# default 502) - a proxy that gave up on the upstream after it wrote, as nginx's 502/504 do.
+FAULT_KINDS = (
+    "server_error",
+    "rate_limited",
+    "session_expired",
+    "not_found",
+    "bad_request",
+    "slow_response",
+    "answer_lost",
+)
 
 
 @dataclass

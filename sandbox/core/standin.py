@@ -135,6 +135,9 @@ class StandIn:
             response = self._handle_route(request, str(endpoint), arguments, operation)
             self.faults.hold(fault.delay_ms)
             return response
+        if fault is not None and fault.kind == "answer_lost":
+            self._handle_route(request, str(endpoint), arguments, operation)
+            return self.render_fault(Fault("server_error", status=fault.status or 502))
         if fault is not None:
             log.debug("%s: injected %s on %s", self.name, fault.kind, operation)
             return self.render_fault(fault)

@@ -412,6 +412,35 @@ def test_crash_between_issue_created_and_state_saved_leaves_no_duplicate(dag, sy
     assert StateStore().fetch_all("opportunity_sync/all_pending") == []
 
 
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_create_whose_answer_a_proxy_lost_is_not_posted_twice(dag, sync, status):
+    """A 5xx after GitLab created the issue (a proxy gave up on the upstream): the POST is never
+    re-sent blindly. After a 502 the run finds the issue among the newest by its marker and goes on;
+    after a 504 (the request may still be running) the run fails naming the opportunities and the next
+    run adopts the issues through the marker index."""
+    load_salesforce(sync, generate={"opportunities": 30, "random_seed": 5})
+    admin(
+        sync,
+        "POST",
+        "/gitlab/faults/script",
+        json={"endpoint": "create_issue", "kind": "answer_lost", "count": 3, "status": status},
+    )
+
+    first = run(dag, **SINCE)
+
+    assert sync.standin("gitlab").call_counts()["create_issue"] == len(won_ps_ids(sync))  # one POST each
+    if status == 504:
+        assert first.state == "failed"
+        assert sum(row["status"] == "creating" for row in states().values()) == 3
+        run(dag, **SINCE)
+    else:
+        assert first.state == "success"
+    issues = issues_by_opportunity(sync)
+    assert set(issues) == won_ps_ids(sync)
+    assert all(len(found) == 1 for found in issues.values())
+    assert all(row["status"] == "synced" for row in states().values() if row["opportunity_id"] in issues)
+
+
 def test_runs_over_each_interval_give_the_same_end_state_as_one_run_over_the_range(dag, sync):
     """What a backfill does (one run per data interval) ends where one manual range run ends."""
     base = datetime(2026, 11, 5, 8, 0, tzinfo=UTC)  # after the DAG's start_date

@@ -345,3 +345,41 @@ def test_5xx_is_retried(hook, gitlab_env, sandbox):
     )
     assert hook.graphql_query("{ currentUser { username } }")
     assert gitlab_env.call_counts()["graphql"] == 2
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_write_whose_answer_is_lost_is_not_sent_again(hook, gitlab_env, sandbox, status):
+    """A proxy's 502/504 after GitLab wrote: python-gitlab's transient-error retry would POST again
+    and open a second issue or note. Writes are not retried; the error names the endpoint, and the
+    job's marker checks find what was written on its next run."""
+    admin(
+        sandbox,
+        "POST",
+        "/gitlab/faults/script",
+        json={"endpoint": "create_issue", "kind": "answer_lost", "count": 1, "status": status},
+    )
+    with pytest.raises(GitLabApiError) as raised:
+        hook.create_issue(ENGAGEMENTS, "Lost answer: Rollout", "written once")
+    assert raised.value.status == status and raised.value.endpoint == f"POST /projects/{ENGAGEMENTS}/issues"
+    [written] = [issue for issue in hook.list_issues(ENGAGEMENTS) if issue.title == "Lost answer: Rollout"]
+    assert gitlab_env.call_counts()["create_issue"] == 1
+
+    admin(
+        sandbox,
+        "POST",
+        "/gitlab/faults/script",
+        json={"endpoint": "create_note", "kind": "answer_lost", "count": 1, "status": status},
+    )
+    with pytest.raises(GitLabApiError):
+        hook.create_note(ENGAGEMENTS, written.iid, "a note written once")
+    assert [note.body for note in hook.list_notes(ENGAGEMENTS, written.iid)].count("a note written once") == 1
+
+    # reads are still retried through a 5xx
+    admin(
+        sandbox,
+        "POST",
+        "/gitlab/faults/script",
+        json={"endpoint": "list_notes", "kind": "server_error", "count": 1, "status": status},
+    )
+    assert len(list(hook.list_notes(ENGAGEMENTS, written.iid))) >= 1
+    assert gitlab_env.call_counts()["list_notes"] >= 2  # the 5xx, then the retry

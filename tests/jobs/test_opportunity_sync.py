@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from ps_integrations.domain.opportunity_sync import SyncConfig, find_marker
-from ps_integrations.exceptions import ConfigurationError, GitLabNotFoundError
+from ps_integrations.exceptions import ConfigurationError, GitLabApiError, GitLabNotFoundError
 from ps_integrations.hooks.gitlab import GitLabIssue, GitLabNote, GitLabUser
 from ps_integrations.jobs.opportunity_sync import OpportunitySync, sync_window
 from ps_integrations.run_window import RunWindow
@@ -246,3 +246,27 @@ def test_a_bad_window_param_is_a_configuration_error():
         sync_window({"params": {"since": "yesterday"}}, overlap_minutes=5)
     with pytest.raises(ConfigurationError, match="must be before"):
         sync_window({"params": {"since": "2026-11-02", "until": "2026-11-01"}}, overlap_minutes=5)
+
+
+@pytest.mark.parametrize("written", [True, False], ids=["answer lost after the write", "refused before it"])
+def test_a_note_answered_with_a_502_is_checked_for_and_posted_exactly_once(ledger, written):
+    salesforce, gitlab = FakeSalesforce(opportunity()), FakeGitLab()
+    sync(salesforce, gitlab, ledger)
+    salesforce.records[WON] = {**salesforce.records[WON], "Amount": 2500.0}
+    create_note = gitlab.create_note
+    failures = iter([True])
+
+    def flaky_create_note(project, iid, body):
+        if next(failures, False):
+            if written:
+                create_note(project, iid, body)
+            raise GitLabApiError(502, f"POST /projects/{project}/issues/{iid}/notes", "502 Bad Gateway")
+        return create_note(project, iid, body)
+
+    gitlab.create_note = flaky_create_note
+
+    summary = sync(salesforce, gitlab, ledger)
+
+    assert summary.failures == [] and summary.counts["updated"] == 1
+    [note] = gitlab.notes[1]
+    assert "2,500" in note.body

@@ -6,7 +6,8 @@ personal/project/group access token; extras ``ca_bundle`` (PEM file trusted inst
 store), ``per_page`` (default 100), ``timeout`` (seconds, default 60), ``max_retries`` (default 10).
 
 Both clients obey 429 ``Retry-After`` (``obey_rate_limit``) and retry 5xx
-(``retry_transient_errors``) up to ``max_retries`` times. Every method returns plain dataclasses and
+(``retry_transient_errors``) up to ``max_retries`` times - except writes that would be made twice
+(issues, notes, commits, merge requests, epic links: ``WRITE_ONCE``). Every method returns plain dataclasses and
 raises only :class:`GitLabApiError` (:class:`GitLabNotFoundError` for 404). This is the only module
 that imports python-gitlab.
 """
@@ -50,6 +51,7 @@ from ps_integrations.hooks.gitlab_timesheets import (
     timelog_record,
     timelog_records,
 )
+from ps_integrations.hooks.gitlab_transport import WRITE_ONCE
 from ps_integrations.pacing import Pacer
 
 log = logging.getLogger(__name__)
@@ -333,7 +335,7 @@ class GitLabHook(TimesheetOperations, RepositoryOperations, BaseHook):
         if confidential:
             fields["confidential"] = True
         handle = self._project(project)
-        raw = self._call(f"POST /projects/{project}/issues", lambda: handle.issues.create(fields))
+        raw = self._call(f"POST /projects/{project}/issues", lambda: handle.issues.create(fields, **WRITE_ONCE))
         return issue_from(project, raw.asdict())
 
     def update_issue(
@@ -388,7 +390,7 @@ class GitLabHook(TimesheetOperations, RepositoryOperations, BaseHook):
         """``POST /projects/:id/issues/:iid/notes``, paced by ``notes_per_minute`` too."""
         issue = self._project(project).issues.get(iid, lazy=True)
         endpoint = f"POST /projects/{project}/issues/{iid}/notes"
-        raw = self._call(endpoint, lambda: issue.notes.create({"body": body}), pacer=self._note_pacer)
+        raw = self._call(endpoint, lambda: issue.notes.create({"body": body}, **WRITE_ONCE), pacer=self._note_pacer)
         return note_from(raw.asdict())
 
     # --- users -----------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any
 
 from ps_integrations.exceptions import GitLabApiError, GitLabNotFoundError
 from ps_integrations.hooks.gitlab_records import GitLabNote, joined_labels, note_from
-from ps_integrations.hooks.gitlab_transport import GitLabTransport
+from ps_integrations.hooks.gitlab_transport import WRITE_ONCE, GitLabTransport
 
 
 class RepositoryOperations:
@@ -81,7 +81,9 @@ class RepositoryOperations:
         if start_branch:
             body["start_branch"] = start_branch
         handle = self._project(project)
-        raw = self._call(f"POST /projects/{project}/repository/commits", lambda: handle.commits.create(body))
+        raw = self._call(
+            f"POST /projects/{project}/repository/commits", lambda: handle.commits.create(body, **WRITE_ONCE)
+        )
         return _commit(raw.asdict())
 
     def compare(self: GitLabTransport, project: str, from_ref: str, to_ref: str) -> GitLabComparison:
@@ -153,7 +155,9 @@ class RepositoryOperations:
         if labels:
             fields["labels"] = joined_labels(labels)
         handle = self._project(project)
-        raw = self._call(f"POST /projects/{project}/merge_requests", lambda: handle.mergerequests.create(fields))
+        raw = self._call(
+            f"POST /projects/{project}/merge_requests", lambda: handle.mergerequests.create(fields, **WRITE_ONCE)
+        )
         return _merge_request(project, raw.asdict())
 
     def update_merge_request(
@@ -189,7 +193,7 @@ class RepositoryOperations:
         """``POST /projects/:id/merge_requests/:iid/notes``, paced by ``notes_per_minute`` too."""
         request = self._project(project).mergerequests.get(iid, lazy=True)
         endpoint = f"POST /projects/{project}/merge_requests/{iid}/notes"
-        raw = self._call(endpoint, lambda: request.notes.create({"body": body}), pacer=self._note_pacer)
+        raw = self._call(endpoint, lambda: request.notes.create({"body": body}, **WRITE_ONCE), pacer=self._note_pacer)
         return note_from(raw.asdict())
 
 

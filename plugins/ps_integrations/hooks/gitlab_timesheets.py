@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 from ps_integrations.exceptions import GitLabNotFoundError
 from ps_integrations.hooks.gitlab_records import GitLabUser, user_from
-from ps_integrations.hooks.gitlab_transport import GitLabTransport
+from ps_integrations.hooks.gitlab_transport import WRITE_ONCE, GitLabTransport
 
 WORK_ITEMS_PER_QUERY = 50  # aliased workItem fields per GraphQL request
 TIMELOG_FIGURES_PER_QUERY = 20  # aliases per GraphQL request, well inside GitLab's query complexity limit
@@ -209,7 +209,7 @@ class TimesheetOperations:
         epic = self.client.groups.get(group, lazy=True).epics.get(epic_iid, lazy=True)
         self._call(
             f"POST /groups/{group}/epics/{epic_iid}/issues/{issue_id}",
-            lambda: epic.issues.create({"issue_id": issue_id}),
+            lambda: epic.issues.create({"issue_id": issue_id}, **WRITE_ONCE),
         )
 
     def work_item_parents(self: GitLabTransport, issue_ids: Sequence[int]) -> dict[int, str]:

@@ -13,6 +13,12 @@ from ps_integrations.pacing import Pacer
 
 T = TypeVar("T")
 
+# A write whose answer is lost (a proxy's 502/504 or a timeout after GitLab wrote) is not sent again:
+# python-gitlab's transient-error retry would open a second issue, note or merge request. The
+# error names the endpoint; each job's markers find what was written on its next run. 429s are still
+# obeyed (GitLab refused them before doing anything).
+WRITE_ONCE: dict[str, Any] = {"retry_transient_errors": False}
+
 
 class GitLabTransport(Protocol):
     requests_made: int

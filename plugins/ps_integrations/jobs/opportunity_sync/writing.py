@@ -3,8 +3,10 @@ note is already on its issue. Every call goes through the hook, which paces it."
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -23,12 +25,19 @@ from ps_integrations.domain.opportunity_sync import (
     unflag_note,
     with_change_id,
 )
-from ps_integrations.exceptions import IntegrationError
+from ps_integrations.exceptions import GitLabApiError, IntegrationError
 from ps_integrations.jobs.opportunity_sync.ports import IssueTracker
 from ps_integrations.run_summary import RunSummary
 from ps_integrations.stores.opportunity_sync import PendingNote
 
 log = logging.getLogger(__name__)
+
+# GitLab's own errors and a proxy's "upstream failed": the write may or may not have been made, and
+# is checked for before it is made again. A 504 or a timeout is left to the next run: the request
+# may still be running in GitLab.
+NOT_WRITTEN_MAYBE = frozenset({500, 502, 503})
+CREATE_ATTEMPTS = 3
+NEWEST_CHECKED = 100  # one listing page of the project's newest issues
 
 
 class LabelCollision(IntegrationError):
@@ -79,6 +88,7 @@ class IssueWriter:
         self.project = config.project
         self.previous = previous  # the states as the run found them
         self.summary = summary
+        self.pause: Callable[[float], None] = time.sleep  # between a failed write and its check
 
     def marker_index(self) -> tuple[dict[str, int], int]:
         """Opportunity id -> issue iid from the markers in the project's issues, and the pages listed.
@@ -128,21 +138,60 @@ class IssueWriter:
         else:
             self._update(action, iid, current.description, current.labels)
         if note is not None:
-            self.gitlab.create_note(self.project, iid, note.body)
+            self._post_note(iid, note)
         return WrittenIssue(iid, current.web_url)
 
+    def _post_note(self, iid: int, note: PlannedNote) -> None:
+        """The note, posted once: after a 500/502/503 it is posted again only when the issue does not
+        show its change id (see ``_create``)."""
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                self.gitlab.create_note(self.project, iid, note.body)
+                return
+            except GitLabApiError as error:
+                if error.status not in NOT_WRITTEN_MAYBE or attempt == CREATE_ATTEMPTS:
+                    raise
+                self.pause(float(attempt))
+                if self.note_posted(iid, note.pending.change_id):
+                    return
+
     def _create(self, action: Action) -> WrittenIssue:
+        """The issue, created once. The hook never re-sends a POST (a proxy's 5xx can follow a write
+        GitLab made); after a 500/502/503 the newest issues are checked for the opportunity's marker
+        and the create is made again only when it is not there. A timeout or a 504 - the request may
+        still be running - stays "creating" for the next run's marker index."""
         content = action.content
         assert content is not None
-        issue = self.gitlab.create_issue(
-            self.project,
-            content.title,
-            compose_description(None, content, action.opportunity.id),
-            labels=tuple(content.labels),
-            assignee_ids=() if self.coordinator_id is None else (self.coordinator_id,),
-            due_date=content.due_date or None,
-        )
-        return WrittenIssue(issue.iid, issue.web_url)
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                issue = self.gitlab.create_issue(
+                    self.project,
+                    content.title,
+                    compose_description(None, content, action.opportunity.id),
+                    labels=tuple(content.labels),
+                    assignee_ids=() if self.coordinator_id is None else (self.coordinator_id,),
+                    due_date=content.due_date or None,
+                )
+                return WrittenIssue(issue.iid, issue.web_url)
+            except GitLabApiError as error:
+                if error.status not in NOT_WRITTEN_MAYBE or attempt == CREATE_ATTEMPTS:
+                    raise
+                log.warning(
+                    "GitLab %s creating the issue of %s: checking it was not made", error.status, action.opportunity.id
+                )
+                self.pause(float(attempt))
+                made = self._newest_with_marker(action.opportunity.id)
+                if made is not None:
+                    return made
+        raise AssertionError("unreachable")
+
+    def _newest_with_marker(self, opportunity_id: str) -> WrittenIssue | None:
+        """The issue carrying the opportunity's marker among the project's newest (one listing page)."""
+        newest = self.gitlab.list_issues(self.project, order_by="created_at", sort="desc")
+        for issue in itertools.islice(newest, NEWEST_CHECKED):
+            if find_marker(issue.description) == opportunity_id:
+                return WrittenIssue(issue.iid, issue.web_url)
+        return None
 
     def _update(self, action: Action, iid: int, description: str, labels: tuple[str, ...]) -> None:
         """The managed block, the sync's labels, title and due date: only what changed."""
