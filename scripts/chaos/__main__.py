@@ -12,6 +12,7 @@ fault schedule and the command that replays it).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         harness.stop()
     total = time.monotonic() - started
     print_table(outcomes, references, seed, total, cpu_seconds())
+    # the machine is shared: wall times mean little without the load they were measured at
+    print("chaos: load average at the end (1/5/15 min): " + " / ".join(f"{load:.2f}" for load in os.getloadavg()))
     failed = print_failures(outcomes, seed)
     kills = sum(outcome.kills for found in outcomes.values() for outcome in found)
     if kills < args.min_kills:
