@@ -208,6 +208,7 @@ def test_every_targets_state_rows_apply_to_a_fresh_state_store(dag_id, tmp_path)
 STUCK_RUN = """
 import faulthandler, signal, time
 faulthandler.register(signal.SIGUSR1, all_threads=True)
+print("ready", flush=True)
 def wait_for_an_answer_that_never_comes():
     time.sleep(600)
 wait_for_an_answer_that_never_comes()
@@ -220,7 +221,9 @@ def start_stuck_run(log):
         child = subprocess.Popen(
             [sys.executable, "-c", STUCK_RUN], stdout=handle, stderr=handle, start_new_session=True
         )
-    time.sleep(0.5)  # faulthandler registered before any SIGUSR1 (its default action ends the process)
+    deadline = time.monotonic() + 60
+    while "ready" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)  # faulthandler registered before any SIGUSR1 (its default action ends the process)
     return child
 
 
@@ -235,7 +238,7 @@ def test_a_run_past_its_bound_is_killed_after_its_stacks_are_dumped(tmp_path):
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     assert 2.0 <= time.monotonic() - started < 10
     detail = hang_detail(log, 2.0)
-    assert detail.startswith("still running after 2 s, killed; stack: wait_for_an_answer_that_never_comes (<string>:5)")
+    assert detail.startswith("still running after 2 s, killed; stack: wait_for_an_answer_that_never_comes (<string>:6)")
     assert detail.endswith(f"log {log}")
 
 
