@@ -42,7 +42,6 @@ __all__ = ["HUNG_CHECK", "Harness", "Reference", "RunResult", "SequenceOutcome",
 RUN_BOUND_FACTOR = 6.0
 RUN_BOUND_FLOOR_SECONDS = 120.0
 REFERENCE_BOUND_SECONDS = 600.0
-POLL_SECONDS = 0.02
 
 
 @dataclass
