@@ -68,17 +68,20 @@ sandbox: venv
 
 # Every DAG under seeded random faults and SIGKILLs, exactly-once invariants checked (scripts/chaos/).
 # SEED replays a run (printed by every run and with every failure); DAG=a,b narrows it; ONLY=n one sequence
-# (narrowed runs skip the kill minimum).
+# (narrowed runs skip the kill minimum). RUN_BOUND=s: seconds before a DAG run counts as hung (killed, its
+# stacks dumped into its log, the sequence failed); default 6x the step's reference run, at least 120.
 CHAOS_SEQUENCES ?= 50
 CHAOS_MIN_KILLS ?= 20
 chaos: venv
 	$(BIN)/python -m scripts.chaos --sequences $(CHAOS_SEQUENCES) $(if $(DAG)$(ONLY),,--min-kills $(CHAOS_MIN_KILLS)) \
-		$(if $(SEED),--seed $(SEED),) $(if $(DAG),--dag $(DAG),) $(if $(ONLY),--only $(ONLY),)
+		$(if $(SEED),--seed $(SEED),) $(if $(DAG),--dag $(DAG),) $(if $(ONLY),--only $(ONLY),) \
+		$(if $(RUN_BOUND),--run-bound $(RUN_BOUND),)
 
 # The short form for CI: one sequence per DAG (under 5 minutes), a new seed per commit: its date (printed).
 CHAOS_CI_PER_DAG ?= 1
 chaos-ci: venv
-	$(BIN)/python -m scripts.chaos --ci --per-dag $(CHAOS_CI_PER_DAG) $(if $(SEED),--seed $(SEED),) $(if $(DAG),--dag $(DAG),)
+	$(BIN)/python -m scripts.chaos --ci --per-dag $(CHAOS_CI_PER_DAG) $(if $(SEED),--seed $(SEED),) $(if $(DAG),--dag $(DAG),) \
+		$(if $(RUN_BOUND),--run-bound $(RUN_BOUND),)
 
 bench: venv
 	@for b in bench/bench_*.py; do [ -e "$$b" ] && $(BIN)/python "$$b"; done; true

@@ -750,10 +750,12 @@ class GitLabStandIn(StandIn):
 
     def project_upload(self, request: Request, project_id: str) -> Response:
         """``POST /projects/:id/uploads`` (multipart ``file``): the markdown to embed the file."""
+        # The body is read before the backend's lock, as GitLab Workhorse takes in an upload before Rails
+        # sees the request: a client that stalls mid-body holds up its own request, not the whole instance.
+        upload = request.files.get("file")
 
         def action(_current: User) -> Response:
             project = self.backend.project(project_id)
-            upload = request.files.get("file")
             if upload is None:
                 raise GitLabError(400, {"error": "file is missing"})
             name = upload.filename or "file"

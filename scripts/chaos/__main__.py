@@ -12,6 +12,7 @@ fault schedule and the command that replays it).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from scripts.chaos import environment
 environment.prepare()  # before anything imports Airflow
 
 from scripts.chaos.report import print_failures, print_table  # noqa: E402
-from scripts.chaos.runner import Harness, SequenceOutcome, cpu_seconds  # noqa: E402
+from scripts.chaos.runner import HUNG_CHECK, Harness, SequenceOutcome, cpu_seconds  # noqa: E402
 from scripts.chaos.schedule import draw_schedule  # noqa: E402
 from scripts.chaos.targets import TARGETS  # noqa: E402
 
@@ -53,6 +54,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--per-dag", type=int, default=None, help="sequences per DAG (overrides --sequences)")
     parser.add_argument("--only", type=int, default=None, help="run only this sequence number of each DAG")
     parser.add_argument("--min-kills", type=int, default=0, help="fail unless at least this many kills happened")
+    parser.add_argument(
+        "--run-bound",
+        type=float,
+        default=None,
+        help="seconds a DAG run may take before it counts as hung (default: 6x the step's reference run, >= 120)",
+    )
     parser.add_argument("--work-dir", type=Path, default=environment.WORK_DIR)
     return parser.parse_args(argv)
 
@@ -80,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     sequences = plan(args, dag_ids)
     print(f"chaos: seed {seed}; {sum(map(len, sequences.values()))} sequences over {', '.join(dag_ids)}", flush=True)
     started = time.monotonic()
-    harness = Harness(args.work_dir)
+    harness = Harness(args.work_dir, run_bound=args.run_bound)
     outcomes: dict[str, list[SequenceOutcome]] = {}
     references: dict[str, float] = {}
     try:
@@ -97,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                 outcome = harness.sequence(target, data_seed, schedule, reference)
                 outcome.number = number
                 outcomes.setdefault(dag_id, []).append(outcome)
-                status = "ok" if outcome.verdict.passed else "FAILED"
+                hung = any(check.name == HUNG_CHECK for check in outcome.verdict.failures())
+                status = "ok" if outcome.verdict.passed else ("HUNG" if hung else "FAILED")
                 print(
                     f"chaos: {dag_id} #{number}: {status} - {outcome.runs} runs, {outcome.kills} kills, "
                     f"{outcome.seconds:.0f} s",
@@ -107,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         harness.stop()
     total = time.monotonic() - started
     print_table(outcomes, references, seed, total, cpu_seconds())
+    # the machine is shared: wall times mean little without the load they were measured at
+    print("chaos: load average at the end (1/5/15 min): " + " / ".join(f"{load:.2f}" for load in os.getloadavg()))
     failed = print_failures(outcomes, seed)
     kills = sum(outcome.kills for found in outcomes.values() for outcome in found)
     if kills < args.min_kills:

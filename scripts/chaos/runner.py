@@ -11,7 +11,7 @@ clean run; then the end state is compared with the reference run's.
 
 from __future__ import annotations
 
-import contextlib
+import faulthandler
 import json
 import os
 import resource
@@ -29,12 +29,19 @@ from typing import Any, NoReturn
 from sandbox.core.faults import FaultConfig
 from sandbox.core.server import SandboxServer
 from scripts.chaos import environment
-from scripts.chaos.invariants import EndState, Verdict, check, read_end_state
+from scripts.chaos.invariants import Check, EndState, Verdict, check, read_end_state
 from scripts.chaos.schedule import HOLD_MS, Attempt, Kill, Schedule, StepProfile
 from scripts.chaos.targets import ALERT_RECIPIENT, Target
+from scripts.chaos.watch import HARNESS_DUMP_HEADER, HUNG_CHECK, hang_detail, kill_group, watch
 
-RUN_TIMEOUT_SECONDS = 600.0
-POLL_SECONDS = 0.02
+__all__ = ["HUNG_CHECK", "Harness", "Reference", "RunResult", "SequenceOutcome", "cpu_seconds"]
+
+# A faulted or clean run taking longer than this hangs: it is killed (its stacks dumped into its log
+# first) and the sequence fails naming it. The bound follows the step's reference run, measured at the
+# same load: faults add seconds (Retry-After scaled to ~1 s, latency spikes up to 1.5 s), not minutes.
+RUN_BOUND_FACTOR = 6.0
+RUN_BOUND_FLOOR_SECONDS = 120.0
+REFERENCE_BOUND_SECONDS = 600.0
 
 
 @dataclass
@@ -43,6 +50,7 @@ class RunResult:
     killed: bool
     seconds: float
     log: Path
+    hung: bool = False  # ran past its bound: killed after its stacks were dumped into ``log``
 
 
 @dataclass
@@ -70,8 +78,11 @@ class Reference:
 class Harness:
     """Start once (``start()``), then ``reference()`` and ``sequence()`` per DAG and seed."""
 
-    def __init__(self, work_dir: Path) -> None:
+    def __init__(self, work_dir: Path, run_bound: float | None = None) -> None:
+        """:param run_bound: seconds a run may take; default: ``RUN_BOUND_FACTOR`` times the step's
+        reference run, at least ``RUN_BOUND_FLOOR_SECONDS``."""
         self.work_dir = work_dir
+        self.run_bound = run_bound
         self.sandbox: SandboxServer | None = None
         self._dags: dict[str, Any] = {}
         self._synced: set[str] = set()
@@ -91,7 +102,7 @@ class Harness:
 
     def stop(self) -> None:
         if self._child is not None:
-            _kill_group(self._child)
+            kill_group(self._child)
             self._child = None
         if self.sandbox is not None:
             self.sandbox.stop()
@@ -128,12 +139,14 @@ class Harness:
             if step.before is not None:
                 step.before(self._sandbox)
             self._clear_counts()
-            result = self._run(target, number, step.conf, folder / f"step{number + 1}.log", None)
+            bound = self.run_bound or REFERENCE_BOUND_SECONDS
+            result = self._run(target, number, step.conf, folder / f"step{number + 1}.log", None, bound)
             calls = {name: standin.call_counts() for name, standin in self._sandbox.standins.items()}
             mails = len([m for m in self._sandbox.smtp.store.all() if ALERT_RECIPIENT not in m["rcpt_tos"]])
             if not result.succeeded:
-                raise SystemExit(f"chaos: the fault-free reference run of {target.dag_id} failed; see {result.log}")
-            clean = self._run(target, number, step.conf, folder / f"step{number + 1}-clean.log", None, clean=True)
+                why = f"hung: {hang_detail(result.log, bound)}" if result.hung else f"see {result.log}"
+                raise SystemExit(f"chaos: the fault-free reference run of {target.dag_id} failed ({why})")
+            clean = self._run(target, number, step.conf, folder / f"step{number + 1}-clean.log", None, bound, True)
             succeeded = clean.succeeded
             profiles.append(StepProfile(calls=calls, seconds=result.seconds, mails=mails))
         end_state = read_end_state(self._sandbox, target, state_uri, exports, succeeded)
@@ -148,24 +161,39 @@ class Harness:
         for number, (step, step_schedule) in enumerate(zip(target.steps, schedule.steps, strict=True)):
             if step.before is not None:
                 step.before(self._sandbox)
+            bound = self._bound(reference.profiles[number])
             for attempt_number, attempt in enumerate(step_schedule.attempts, 1):
                 self._inject(attempt)
                 log = folder / f"step{number + 1}-attempt{attempt_number}.log"
-                result = self._run(target, number, step.conf, log, attempt.kill)
+                result = self._run(target, number, step.conf, log, attempt.kill, bound)
                 self._count_faults(outcome, attempt, result.killed)
                 self._clear_faults()
                 outcome.runs += 1
                 outcome.kills += int(result.killed)
+                if result.hung:
+                    return self._hung(outcome, f"step {number + 1} attempt {attempt_number}", result, bound, started)
                 if result.succeeded:
                     break
-            clean = self._run(target, number, step.conf, folder / f"step{number + 1}-clean.log", None, clean=True)
+            clean = self._run(target, number, step.conf, folder / f"step{number + 1}-clean.log", None, bound, True)
             outcome.runs += 1
+            if clean.hung:
+                return self._hung(outcome, f"step {number + 1} clean run", clean, bound, started)
             clean_ok = clean.succeeded
         end_state = read_end_state(self._sandbox, target, state_uri, exports, clean_ok)
         shutil.copytree(exports, folder / "exports")
         outcome.verdict = check(reference.end_state, end_state)
         outcome.seconds = time.monotonic() - started
         outcome.cpu_seconds = cpu_seconds() - cpu_started
+        return outcome
+
+    def _bound(self, profile: StepProfile) -> float:
+        return self.run_bound or max(RUN_BOUND_FLOOR_SECONDS, RUN_BOUND_FACTOR * profile.seconds)
+
+    @staticmethod
+    def _hung(outcome: SequenceOutcome, where: str, result: RunResult, bound: float, started: float) -> SequenceOutcome:
+        """The sequence ends at a hung run: its end state says nothing, the hang is the finding."""
+        outcome.verdict = Verdict([Check(HUNG_CHECK, False, f"{where}: {hang_detail(result.log, bound)}")])
+        outcome.seconds = time.monotonic() - started
         return outcome
 
     def _fresh(self, target: Target, data_seed: int, name: str) -> tuple[Path, str, Path]:
@@ -259,7 +287,7 @@ class Harness:
 
     # --- one DAG run in a child -----------------------------------------------------------------
     def _run(
-        self, target: Target, step: int, conf: Any, log: Path, kill: Kill | None, clean: bool = False
+        self, target: Target, step: int, conf: Any, log: Path, kill: Kill | None, bound: float, clean: bool = False
     ) -> RunResult:
         dag = self._dags[target.dag_id]
         # attempts of a step are one Airflow run (same logical date); its clean run is the next run
@@ -271,36 +299,26 @@ class Harness:
             _child(dag, logical_date, dict(conf), log, skip_bag_sync)
         self._child = pid
         self._synced.add(target.dag_id)
-        killed = False
-        while True:
-            finished, status = os.waitpid(pid, os.WNOHANG)
-            if finished:
-                break
-            elapsed = time.monotonic() - started
-            if kill is not None and not killed and self._kill_due(kill, elapsed):
-                _kill_group(pid)
-                killed = True
-            elif elapsed > RUN_TIMEOUT_SECONDS:
-                _kill_group(pid)
-                raise SystemExit(f"chaos: a run of {target.dag_id} took over {RUN_TIMEOUT_SECONDS:.0f} s; see {log}")
-            time.sleep(POLL_SECONDS)
+        kill_due = None if kill is None else (lambda elapsed: self._kill_due(kill, elapsed))
+        status, killed, hung = watch(pid, started, bound, kill_due)
         self._child = None
+        if hung:  # what the stand-ins were doing meanwhile: a stalled answer shows here
+            with log.open("a") as handle:
+                handle.write(f"\n{HARNESS_DUMP_HEADER}\n")
+                handle.flush()
+                faulthandler.dump_traceback(handle, all_threads=True)
         seconds = time.monotonic() - started
         succeeded = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 2:
             raise SystemExit(f"chaos: the harness could not run {target.dag_id}; see {log}")
-        return RunResult(succeeded=succeeded and not killed, killed=killed, seconds=seconds, log=log)
+        ok = succeeded and not killed and not hung
+        return RunResult(succeeded=ok, killed=killed, seconds=seconds, log=log, hung=hung)
 
 
 def cpu_seconds() -> float:
     """CPU used so far by this process and its finished children."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):  # it ended by itself meanwhile
-        os.killpg(pid, signal.SIGKILL)
 
 
 def _child(dag: Any, logical_date: datetime, conf: dict[str, Any], log: Path, skip_bag_sync: bool) -> NoReturn:
@@ -311,6 +329,8 @@ def _child(dag: Any, logical_date: datetime, conf: dict[str, Any], log: Path, sk
         descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(descriptor, 1)
         os.dup2(descriptor, 2)
+        # SIGUSR1 dumps every thread's stack into the log: what a run past its time bound is doing
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         from airflow import settings
 
         if settings.engine is not None:

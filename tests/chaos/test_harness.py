@@ -5,16 +5,30 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from dataclasses import replace
 
 import pytest
 
-from scripts.chaos.invariants import EndState, check
-from scripts.chaos.schedule import MAX_ATTEMPTS, WRITE_OPERATIONS, StepProfile, draw_schedule
+from scripts.chaos.invariants import Check, EndState, Verdict, check
+from scripts.chaos.report import print_failures
+from scripts.chaos.runner import SequenceOutcome
+from scripts.chaos.schedule import (
+    MAX_ATTEMPTS,
+    WRITE_OPERATIONS,
+    Attempt,
+    Fault,
+    Schedule,
+    StepProfile,
+    StepSchedule,
+    draw_schedule,
+)
 from scripts.chaos.targets import TARGETS
+from scripts.chaos.watch import HUNG_CHECK, hang_detail, watch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROFILE = StepProfile(
@@ -161,6 +175,17 @@ def test_a_build_that_skips_the_marker_lookup_is_caught_with_the_duplicate_it_ma
     assert "one issue per record" not in intact["failed"]
     assert "one issue per record" in broken["failed"] and broken["duplicates"] >= 1
     assert "a second issue for: opportunity 006" in broken["failed"]["one issue per record"]
+    # a run that never ends is killed at the bound and named, with where it hung and how to replay it
+    hung = verdicts["hung"]
+    assert list(hung["failed"]) == [HUNG_CHECK] and hung["runs"] == 1
+    assert hung["seconds"] < 30 + 30  # the bound, then the harness moves on
+    detail = hung["failed"][HUNG_CHECK]
+    assert detail.startswith("step 1 attempt 1: still running after 30 s, killed; stack: hang_forever (")
+    assert "plugins/ps_integrations/jobs/opportunity_sync/" in detail  # the job's frames that called it
+    report = hung["report"]
+    assert "FAILED ps_opportunity_sync sequence 1 (sequence seed 0)" in report
+    assert "step 1 attempt 1: no faults" in report and "hang_forever (tests/chaos/broken_build.py:" in report
+    assert "replay: make chaos SEED=5 DAG=ps_opportunity_sync ONLY=1" in report
 
 
 @pytest.mark.parametrize("dag_id", sorted(TARGETS))
@@ -177,3 +202,75 @@ def test_every_targets_state_rows_apply_to_a_fresh_state_store(dag_id, tmp_path)
     for spec in TARGETS[dag_id].records:
         with store.engine.connect() as connection:
             connection.exec_driver_sql(spec.sql)
+
+
+# --- a run that never ends (#23: a roll-up sequence hung for minutes and stalled the whole harness) ---
+STUCK_RUN = """
+import faulthandler, signal, time
+faulthandler.register(signal.SIGUSR1, all_threads=True)
+print("ready", flush=True)
+def wait_for_an_answer_that_never_comes():
+    time.sleep(600)
+wait_for_an_answer_that_never_comes()
+"""
+
+
+def start_stuck_run(log):
+    """A process like the harness's DAG-run child: its own process group, stacks on SIGUSR1 into its log."""
+    with log.open("w") as handle:
+        child = subprocess.Popen(
+            [sys.executable, "-c", STUCK_RUN], stdout=handle, stderr=handle, start_new_session=True
+        )
+    deadline = time.monotonic() + 60
+    while "ready" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)  # faulthandler registered before any SIGUSR1 (its default action ends the process)
+    return child
+
+
+def test_a_run_past_its_bound_is_killed_after_its_stacks_are_dumped(tmp_path):
+    log = tmp_path / "step1-attempt1.log"
+    child = start_stuck_run(log)
+    started = time.monotonic()
+
+    status, killed, hung = watch(child.pid, started, bound=2.0)
+
+    assert hung and not killed
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert 2.0 <= time.monotonic() - started < 10
+    detail = hang_detail(log, 2.0)
+    assert detail.startswith("still running after 2 s, killed; stack: wait_for_an_answer_that_never_comes (<string>:6)")
+    assert detail.endswith(f"log {log}")
+
+
+def test_a_scheduled_kill_before_the_bound_is_a_kill_not_a_hang(tmp_path):
+    child = start_stuck_run(tmp_path / "run.log")
+    status, killed, hung = watch(child.pid, time.monotonic(), bound=30.0, kill_due=lambda elapsed: elapsed > 0.2)
+    assert killed and not hung and os.WTERMSIG(status) == signal.SIGKILL
+
+
+def test_a_hung_sequence_is_reported_with_seed_schedule_stack_and_replay(capsys):
+    schedule = Schedule(
+        2876102110,
+        (
+            StepSchedule(
+                (
+                    Attempt((Fault("server_error", "gitlab", "project_upload", status=502),)),
+                    Attempt((Fault("rate_limited", "gitlab", "project_upload", status=429),)),
+                )
+            ),
+        ),
+    )
+    detail = "step 1 attempt 2: still running after 120 s, killed; stack: read (ssl.py:1167) <- upload_file (...)"
+    outcome = SequenceOutcome(
+        "ps_timesheet_rollup", schedule.seed, schedule, Verdict([Check(HUNG_CHECK, False, detail)])
+    )
+    outcome.number = 3
+
+    assert print_failures({"ps_timesheet_rollup": [outcome]}, seed=1764610000) == 1
+
+    printed = capsys.readouterr().out
+    assert "FAILED ps_timesheet_rollup sequence 3 (sequence seed 2876102110)" in printed
+    assert f"invariant '{HUNG_CHECK}' broken: {detail}" in printed
+    assert "step 1 attempt 1: server_error@gitlab.project_upload(status=502)" in printed
+    assert "step 1 attempt 2: rate_limited@gitlab.project_upload(status=429)" in printed
+    assert "replay: make chaos SEED=1764610000 DAG=ps_timesheet_rollup ONLY=3" in printed

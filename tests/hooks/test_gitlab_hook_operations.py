@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 
 from ps_integrations.exceptions import GitLabApiError, GitLabNotFoundError
 from ps_integrations.hooks.gitlab import GitLabHook, GitLabIssue, GitLabNote, GitLabUser
+from sandbox.core.faults import FaultConfig
 
 ENGAGEMENTS = "professional-services/engagements"
 TIME_TRACKING = "professional-services/time-tracking"
@@ -279,3 +282,25 @@ def test_merge_request_errors_are_typed(hook):
     with pytest.raises(GitLabApiError) as error:
         hook.create_merge_request(CATALOG, "no-such-branch", "main", "t", "")
     assert error.value.status == 404
+
+
+# --- uploads retried (#23) ---
+@pytest.mark.parametrize(("kind", "status"), [("server_error", 502), ("rate_limited", None)])
+def test_an_upload_retried_after_a_5xx_or_429_sends_the_whole_file_again(gitlab_env, monkeypatch, kind, status):
+    """python-gitlab builds an upload's multipart body once, as a stream, and retries with the same,
+    by then exhausted stream under the first Content-Length: the retry sent no bytes and waited for an
+    answer until the read timeout, ten times over (the chaos run's hung roll-up, #23)."""
+    definition = json.loads(os.environ["AIRFLOW_CONN_GITLAB_DEFAULT"])
+    definition["extra"] = {**definition.get("extra", {}), "timeout": 3, "max_retries": 1}
+    monkeypatch.setenv("AIRFLOW_CONN_GITLAB_DEFAULT", json.dumps(definition))
+    gitlab_env.configure_faults(FaultConfig(retry_after_scale=0.0))  # Retry-After: 0
+    gitlab_env.faults.script("project_upload", kind, 1, status)
+    content = b"PK\x03\x04" + bytes(range(256)) * 40
+
+    started = time.monotonic()
+    markdown = GitLabHook().upload_file(TIME_TRACKING, "sheet.xlsx", content)
+
+    assert time.monotonic() - started < 3  # no read timeout waited out
+    assert gitlab_env.faults.injected[kind] == 1
+    secret = markdown.split("/uploads/", 1)[1].split("/", 1)[0]
+    assert gitlab_env.backend.uploads[secret][1:] == ("sheet.xlsx", content)

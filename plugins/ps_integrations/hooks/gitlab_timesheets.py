@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from urllib3 import encode_multipart_formdata
+
 from ps_integrations.exceptions import GitLabNotFoundError
 from ps_integrations.hooks.gitlab_records import GitLabUser, user_from
 from ps_integrations.hooks.gitlab_transport import WRITE_ONCE, GitLabTransport
@@ -182,9 +184,19 @@ class TimesheetOperations:
         return members
 
     def upload_file(self: GitLabTransport, project: str, filename: str, content: bytes) -> str:
-        """``POST /projects/:id/uploads``: the Markdown that embeds the uploaded file."""
-        handle = self._project(project)
-        raw = self._call(f"POST /projects/{project}/uploads", lambda: handle.upload(filename, filedata=content))
+        """``POST /projects/:id/uploads``: the Markdown that embeds the uploaded file.
+
+        The multipart body is encoded here, as bytes, not by python-gitlab's ``upload()``: that one streams
+        it from a ``MultipartEncoder`` built once, and its retries (429, 5xx, time-outs) resend the exhausted
+        stream under the first ``Content-Length`` - the retry sends no bytes and waits for an answer until
+        the read time-out, ``max_retries`` times over (a hung roll-up in the chaos run, #23).
+        """
+        body, content_type = encode_multipart_formdata({"file": (filename, content)})
+        path = f"/projects/{self._project(project).encoded_id}/uploads"
+        raw = self._call(
+            f"POST /projects/{project}/uploads",
+            lambda: self.client.http_post(path, post_data=body, raw=True, extra_headers={"Content-type": content_type}),
+        )
         return str(raw["markdown"])
 
     def find_epic(self: GitLabTransport, group: str, title: str) -> GitLabEpic | None:
