@@ -138,14 +138,16 @@ class Certifier:
     ) -> None:
         manager = self.manager_of(engineer, people, issues)
         if manager is None:
+            configured = self.config.managers.get(engineer)
+            reason = (
+                f"ps_timesheet_rollup_config.managers names {configured}, who is not a member of "
+                f"{self.config.group}: fix the name or the membership"
+                if configured
+                else "no manager known: set ps_timesheet_rollup_config.managers for this engineer "
+                "(or give exactly one group member a manager job title)"
+            )
             self.summary.fail(
-                RecordFailure(
-                    "GitLab",
-                    f"certification issue {period.key} {engineer}",
-                    "no manager known: set ps_timesheet_rollup_config.managers for this engineer "
-                    "(or give exactly one group member a manager job title)",
-                    field="managers",
-                )
+                RecordFailure("GitLab", f"certification issue {period.key} {engineer}", reason, field="managers")
             )
             return
         description = self._description(engineer, manager, period, rows, entries)

@@ -1,0 +1,124 @@
+"""The roll-up's orchestration attacked as a stranger would (issue #20), against the in-memory fakes of
+tests/jobs/test_timesheets.py: corrections only, time on merge requests, a deleted user, managers
+the configuration does not name, and certification issues killed half-way."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+import pytest
+
+from ps_integrations.hooks.gitlab import GitLabMember, GitLabTimelog, GitLabUser
+from ps_integrations.jobs.timesheets import RollupConfig
+from tests.jobs.test_timesheets import (
+    ENGAGEMENTS,
+    ENGINEER,
+    GROUP,
+    MANAGER,
+    TIME_TRACKING,
+    WEEK,
+    FakeGitLab,
+    timelog,
+    world,  # noqa: F401 - the fixture
+)
+
+SECOND_MANAGER = GitLabUser(13, "delivery-manager-2")
+
+
+def rows(world, name: str, period: str = WEEK) -> list[dict[str, str]]:  # noqa: F811
+    return list(csv.DictReader(io.StringIO(world.exports.folders[f"timesheets/{period}"][name].decode())))
+
+
+def certifying(**extra: object) -> RollupConfig:
+    return RollupConfig(group=GROUP, engagements_project=ENGAGEMENTS, time_tracking_project=TIME_TRACKING, **extra)
+
+
+def test_an_engineer_with_only_a_correction_gets_a_row_a_finding_and_no_negative_zero(world):  # noqa: F811
+    world.gitlab.timelogs[:] = [timelog(1, "2026-11-10T09:00:00Z", -900)]
+
+    summary = world.run()
+
+    assert summary.counts["periods exported"] == 1
+    [line] = rows(world, "approved_hours.csv")
+    assert (line["logged_minutes"], line["hours"]) == ("-15.00", "-0.25")
+    [util] = rows(world, "utilization.csv")
+    assert (util["billable_hours"], util["logged_hours"], util["available_hours"]) == ("-0.25", "-0.25", "40.00")
+    [low] = [f for f in rows(world, "findings.csv") if f["kind"] == "under_minimum"]
+    assert low["detail"] == "-0.25 h logged, minimum 40 h"
+    [progress] = rows(world, "engagement_progress.csv")
+    assert progress["period_hours"] == "-0.25" and not progress["percent_complete"].startswith("-0.0")
+
+
+def test_time_on_a_merge_request_or_by_a_deleted_user_is_named_never_paid(world):  # noqa: F811
+    on_merge_request = GitLabTimelog(
+        "7", "2026-11-12T09:00:00Z", 2 * 3600, ENGINEER.username, None, "", "", ENGAGEMENTS, (), None
+    )
+    ghost = timelog(8, "2026-11-12T10:00:00Z", 3600)._replace(username="ghost")
+    world.gitlab.timelogs += [on_merge_request, ghost]
+
+    summary = world.run()
+
+    assert summary.counts["periods exported"] == 1
+    assert sum(float(r["logged_minutes"]) for r in rows(world, "approved_hours.csv")) == 366  # neither paid
+    assert {r["engineer"] for r in rows(world, "approved_hours.csv")} == {ENGINEER.username}
+    [no_issue] = [f for f in rows(world, "findings.csv") if f["kind"] == "no_issue"]
+    assert no_issue["engineer"] == ENGINEER.username
+
+
+@dataclass
+class TwoManagers(FakeGitLab):
+    members: list[GitLabMember] = field(default_factory=list)
+
+    def group_members_with_titles(self, group: str) -> list[GitLabMember]:
+        return self.members
+
+
+@pytest.fixture
+def two_managers(world):  # noqa: F811
+    gitlab = TwoManagers(world.gitlab.timelogs, world.gitlab.issues)
+    gitlab.members = [
+        GitLabMember(ENGINEER, "Professional Services Engineer"),
+        GitLabMember(MANAGER, "Delivery Manager"),
+        GitLabMember(SECOND_MANAGER, "Delivery Manager"),
+    ]
+    world.gitlab = gitlab
+    world.gitlab.timelogs.append(timelog(4, "2026-11-17T09:00:00Z", 2 * 3600))  # W47: the week that ended
+    return world
+
+
+def certification_issues(world) -> list:  # noqa: F811
+    return [i for i in world.gitlab.issues.values() if "timesheet::2026-W47" in i.labels]
+
+
+def test_with_two_delivery_managers_the_one_who_wrote_the_engineers_approvals_is_assigned(two_managers):
+    summary = two_managers.run(certifying())  # the seed approval issue #5 was written by MANAGER
+
+    [opened] = certification_issues(two_managers)
+    assert "prepared for certification by @delivery-manager-1" in opened.description
+    assert summary.failures == []
+
+
+def test_with_two_delivery_managers_and_no_history_the_run_names_the_setting(two_managers):
+    for key, issue in list(two_managers.gitlab.issues.items()):
+        if issue.project == TIME_TRACKING:
+            del two_managers.gitlab.issues[key]
+
+    summary = two_managers.run(certifying())
+
+    assert certification_issues(two_managers) == []
+    [failure] = summary.failures
+    assert failure.field == "managers" and "2026-W47" in failure.record and ENGINEER.username in failure.record
+
+    summary = two_managers.run(certifying(managers={ENGINEER.username: SECOND_MANAGER.username}))
+    [opened] = certification_issues(two_managers)
+    assert "prepared for certification by @delivery-manager-2" in opened.description and summary.failures == []
+
+
+def test_a_manager_the_configuration_names_who_is_not_in_the_group_is_named(two_managers):
+    summary = two_managers.run(certifying(managers={ENGINEER.username: "left.the.company"}))
+
+    assert certification_issues(two_managers) == []
+    [failure] = summary.failures
+    assert failure.field == "managers" and "left.the.company" in failure.reason
