@@ -122,3 +122,38 @@ def test_a_manager_the_configuration_names_who_is_not_in_the_group_is_named(two_
     assert certification_issues(two_managers) == []
     [failure] = summary.failures
     assert failure.field == "managers" and "left.the.company" in failure.reason
+
+
+@dataclass
+class PremiumWithoutTheEpic(TwoManagers):
+    """Premium (``Issue.epic`` exists) but nobody created the Time Tracking epic."""
+
+    epic_lookups: int = 0
+
+    def type_fields(self, type_name: str) -> frozenset[str]:
+        return frozenset({"epic"}) if type_name == "Issue" else frozenset()
+
+    def find_epic(self, group: str, title: str):
+        self.epic_lookups += 1
+        return None
+
+    def list_timelogs(self, group_gid: str, start: str, end: str, *, with_epic: bool = False):
+        return FakeGitLab.list_timelogs(self, group_gid, start, end)  # Premium answers Issue.epic
+
+
+def test_a_missing_time_tracking_epic_is_looked_up_and_named_once_a_run(world):  # noqa: F811
+    engineers = [GitLabUser(20 + n, f"engineer{n}.ps") for n in range(5)]
+    gitlab = PremiumWithoutTheEpic(world.gitlab.timelogs, world.gitlab.issues)
+    gitlab.members = [GitLabMember(MANAGER, "Delivery Manager")] + [
+        GitLabMember(user, "Professional Services Engineer") for user in [ENGINEER, *engineers]
+    ]
+    world.gitlab = gitlab
+
+    first = world.run(certifying())
+    gitlab.epic_lookups = 0
+    second = world.run(certifying())  # the issues are there now, none of them in an epic
+
+    assert len(certification_issues(world)) == 6 and first.failures == second.failures == []
+    for summary in (first, second):
+        assert summary.line().count("no epic titled 'Time Tracking'") == 1
+    assert gitlab.epic_lookups <= 2  # reading approvals and certifying: once each, not once an issue

@@ -20,6 +20,7 @@ from ps_integrations.domain.timesheet_certification import (
 )
 from ps_integrations.domain.timesheets import Entry, Period, RollupRules, line_hours, logged_minutes, parse_period_key
 from ps_integrations.exceptions import GitLabApiError
+from ps_integrations.hooks.gitlab import GitLabEpic
 from ps_integrations.jobs.timesheets.config import RollupConfig
 from ps_integrations.jobs.timesheets.ports import CertificationTracker
 from ps_integrations.jobs.timesheets.reads import People
@@ -50,6 +51,7 @@ class Certifier:
         has_epics: bool,
     ) -> None:
         self.gitlab, self.config, self.rules, self.summary, self.has_epics = gitlab, config, rules, summary, has_epics
+        self._epic: list[GitLabEpic | None] = []  # looked up once a run: the same epic for every issue
 
     def certify(self, period: Period, entries: list[Entry], people: People, issues: list[ApprovalIssue]) -> None:
         """Open once, per PS engineer, the issue the manager certifies; keep it current until certified."""
@@ -164,9 +166,12 @@ class Certifier:
 
     def _link_to_epic(self, issue_id: int) -> None:
         """Under the time-tracking epic, where the instance has epics and the epic exists."""
-        epic = self.gitlab.find_epic(self.config.group, self.config.time_tracking_epic)
+        if not self._epic:
+            self._epic.append(self.gitlab.find_epic(self.config.group, self.config.time_tracking_epic))
+            if self._epic[0] is None:
+                self.summary.note(f"no epic titled {self.config.time_tracking_epic!r}: certification issues not linked")
+        epic = self._epic[0]
         if epic is None:
-            self.summary.note(f"no epic titled {self.config.time_tracking_epic!r}: certification issues not linked")
             return
         self.gitlab.add_issue_to_epic(self.config.group, epic.iid, issue_id)
 
