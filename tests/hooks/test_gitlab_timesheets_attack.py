@@ -42,3 +42,17 @@ def test_tied_timelogs_across_page_boundaries_are_each_counted_once(gitlab_env, 
         hook.group_gid("professional-services"), [("2027-03-02", "2027-03-04")]
     )
     assert (figure_count, seconds) == (count, sum(60 + n for n in range(count)))
+
+
+def test_a_non_utc_server_answers_times_with_its_offset_and_date_only_spend_is_its_midnight(gitlab_env):
+    backend = gitlab_env.backend
+    backend.server_timezone = "Pacific/Auckland"
+    issue = next(i for i in backend.issues.values() if i.project_id == backend.project(TIME_TRACKING).id)
+    user = next(u for u in backend.users.values() if ".ps" in u.username)
+    backend.add_note(backend.project(TIME_TRACKING), issue.iid, user, "/spend 3h 2027-03-03")
+    hook = GitLabHook()
+
+    listing = hook.list_timelogs(hook.group_gid("professional-services"), "2027-03-02", "2027-03-04")
+
+    [spent] = [t for t in listing.timelogs if t.seconds == 3 * 3600]
+    assert spent.spent_at == "2027-03-03T00:00:00+13:00"  # NZDT: what Time#iso8601 gives in the server's zone
