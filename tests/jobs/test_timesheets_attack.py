@@ -157,3 +157,39 @@ def test_a_missing_time_tracking_epic_is_looked_up_and_named_once_a_run(world): 
     for summary in (first, second):
         assert summary.line().count("no epic titled 'Time Tracking'") == 1
     assert gitlab.epic_lookups <= 2  # reading approvals and certifying: once each, not once an issue
+
+
+def merge_request_timelog(number: int, spent_at: str, seconds: int) -> GitLabTimelog:
+    """Time on a merge request: GitLab's ``Timelog.issue`` is null (no engagement issue to bill)."""
+    return GitLabTimelog(str(number), spent_at, seconds, ENGINEER.username, None, "", "", ENGAGEMENTS, (), None)
+
+
+def test_the_manager_sees_the_time_that_is_not_counted_and_a_late_one_updates_the_issue(world):  # noqa: F811
+    world.gitlab.timelogs += [
+        timelog(4, "2026-11-17T09:00:00Z", 2 * 3600),  # W47, the week that just ended
+        merge_request_timelog(5, "2026-11-18T09:00:00Z", 90 * 60),
+    ]
+    world.run(certifying())
+    [opened] = certification_issues(world)
+    assert "| **Total** | | 1 | 2:00 | **2.00** |" in opened.description  # the MR time is not in the hours
+    assert "Not counted" in opened.description and "1:30" in opened.description and "timelog 5" in opened.description
+
+    world.gitlab.timelogs.append(merge_request_timelog(6, "2026-11-19T09:00:00Z", 45 * 60))  # a late one
+    world.run(certifying())
+    world.run(certifying())  # and a re-run
+
+    [updated] = certification_issues(world)
+    assert "timelog 6" in updated.description and "0:45" in updated.description
+    [note] = world.gitlab.notes[(TIME_TRACKING, updated.iid)]
+    assert "changed after this issue was opened" in note.body
+
+
+def test_a_table_without_uncounted_time_keeps_its_digest(world):  # noqa: F811
+    """Issues opened before the 'not counted' section must not all get a 'changed' note on upgrade."""
+    from ps_integrations.domain.timesheet_certification import certification_digest, certification_rows
+    from ps_integrations.domain.timesheets import Entry
+
+    rows_ = certification_rows(
+        [Entry("1", "a", __import__("datetime").date(2026, 11, 17), "u", "PS Internal", 3600)], "per_day"
+    )
+    assert certification_digest(rows_) == certification_digest(rows_, ())

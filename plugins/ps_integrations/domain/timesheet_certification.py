@@ -52,9 +52,24 @@ def certification_rows(entries: Iterable[Entry], policy: str) -> list[Certificat
     ]
 
 
-def certification_digest(rows: Sequence[CertificationRow]) -> str:
-    """A short fingerprint of a table: the issue carries it, so a re-run knows what the issue shows."""
+@dataclass(frozen=True)
+class NotCounted:
+    """A timelog of the engineer's period that is not payable (no issue, future-dated): the manager
+    sees it next to the table, so no logged time disappears without a word."""
+
+    timelog_id: str
+    day: date
+    seconds: int
+    problem: str
+
+
+def certification_digest(rows: Sequence[CertificationRow], not_counted: Sequence[NotCounted] = ()) -> str:
+    """A short fingerprint of a table (and of the time not counted, when there is some: a table
+    without any keeps the fingerprint it had before that list existed): the issue carries it, so a
+    re-run knows what the issue shows."""
     text = "\n".join(f"{r.engagement}|{r.category}|{r.timelogs}|{r.seconds}|{r.hours}" for r in rows)
+    if not_counted:
+        text += "\nnot counted\n" + "\n".join(f"{n.timelog_id}|{n.day}|{n.seconds}" for n in not_counted)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -82,8 +97,10 @@ def certification_description(
     spreadsheet_markdown: str,
     labels: ApprovalLabels,
     policy: str,
+    not_counted: Sequence[NotCounted] = (),
 ) -> str:
-    """The issue body: what the manager certifies, the hours table, the spreadsheet, how to approve."""
+    """The issue body: what the manager certifies, the hours table, the time not counted, the
+    spreadsheet, how to approve."""
     last_day = period.end - timedelta(days=1)
     total_seconds = sum(row.seconds for row in rows)
     total_hours = sum((row.hours for row in rows), Decimal("0.00"))
@@ -98,6 +115,15 @@ def certification_description(
     ]
     if not rows:
         table = ["No time was logged in this period."]
+    if not_counted:
+        table += [
+            "",
+            f"Not counted ({len(not_counted)} timelog(s), not payable; finance sees them in the export's findings):",
+            *(
+                f"- timelog {n.timelog_id}, {n.day.isoformat()}, {_minutes_text(n.seconds)}: {n.problem}"
+                for n in not_counted
+            ),
+        ]
     return "\n".join(
         [
             f"Timesheet of @{engineer} for **{period.key}** ({period.start.isoformat()} to {last_day.isoformat()}),"
@@ -112,6 +138,6 @@ def certification_description(
             f"PS Finance Partner `{labels.levels[2]}`. Until it is certified, late changes to the period's time "
             "update this table and are noted below.",
             "",
-            certification_marker(engineer, period.key, certification_digest(rows)),
+            certification_marker(engineer, period.key, certification_digest(rows, not_counted)),
         ]
     )

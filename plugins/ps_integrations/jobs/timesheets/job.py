@@ -153,7 +153,7 @@ class TimesheetRollup:
             self.report_interrupted_mails()
             certifier = Certifier(self.gitlab, self.config, self.rules, self.summary, capabilities.issue_epic)
             for period in plan.certify:
-                certifier.certify(period, time.entries[period.key], people, approvals.issues)
+                certifier.certify(period, time.entries[period.key], people, approvals.issues, time.findings[period.key])
         return self.summary
 
     # --- the steps ------------------------------------------------------------------------------------
