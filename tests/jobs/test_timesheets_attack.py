@@ -193,3 +193,46 @@ def test_a_table_without_uncounted_time_keeps_its_digest(world):  # noqa: F811
         [Entry("1", "a", __import__("datetime").date(2026, 11, 17), "u", "PS Internal", 3600)], "per_day"
     )
     assert certification_digest(rows_) == certification_digest(rows_, ())
+
+
+def test_an_approval_labelled_with_a_month_in_a_weekly_roll_up_is_untrusted_not_a_zero_hour_export(world):  # noqa: F811
+    """A ``timesheet::2026-11`` label on a weekly roll-up used to export and lock the engineer for
+    "2026-11" with no hours (the timelogs are grouped by week), dropping the month's time for good."""
+    from tests.jobs.test_timesheets import user_issue
+
+    world.gitlab.issues[(TIME_TRACKING, 7)] = user_issue(
+        7, ("timesheet::2026-10", "ManagerCertifiedTimesheet", "HeadOfPSApproved"), ENGINEER
+    )
+    world.gitlab.timelogs.append(timelog(9, "2026-10-14T09:00:00Z", 3 * 3600))
+
+    summary = world.run()
+
+    assert "timesheets/2026-10" not in world.exports.folders
+    assert "2026-10" not in world.ledger.locks()
+    assert "untrusted approval issue #7" in summary.line() and "period_length" in summary.line()
+
+
+def test_a_manual_period_of_the_other_length_is_refused(world):  # noqa: F811
+    from ps_integrations.exceptions import ConfigurationError
+    from ps_integrations.jobs.timesheets import selected_periods
+
+    with pytest.raises(ConfigurationError, match="period_length"):
+        selected_periods("2026-10", None, None, "week")
+    with pytest.raises(ConfigurationError, match="period_length"):
+        selected_periods("2026-W44", None, None, "month")
+    assert [p.key for p in selected_periods("2026-W44", None, None, "week")] == ["2026-W44"]
+
+
+@pytest.mark.parametrize("label", ["timesheet::next-week", "timesheet::2026-W99", "timesheet::2026-W1"])
+def test_a_period_label_that_is_no_period_is_an_untrusted_approval_not_a_crash(world, label):  # noqa: F811
+    from tests.jobs.test_timesheets import user_issue
+
+    world.gitlab.issues[(TIME_TRACKING, 7)] = user_issue(
+        7, (label, "ManagerCertifiedTimesheet", "HeadOfPSApproved"), ENGINEER
+    )
+
+    summary = world.run()
+
+    assert summary.counts["periods exported"] == 1  # the week with a good label still goes out
+    assert "untrusted approval issue #7" in summary.line()
+    assert set(world.ledger.locks()) == {WEEK}

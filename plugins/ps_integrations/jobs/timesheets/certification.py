@@ -21,7 +21,15 @@ from ps_integrations.domain.timesheet_certification import (
     find_certification,
 )
 from ps_integrations.domain.timesheet_entries import NOT_PAYABLE, TimelogFinding
-from ps_integrations.domain.timesheets import Entry, Period, RollupRules, line_hours, logged_minutes, parse_period_key
+from ps_integrations.domain.timesheets import (
+    Entry,
+    Period,
+    RollupRules,
+    line_hours,
+    logged_minutes,
+    parse_period_key,
+    period_key_problem,
+)
 from ps_integrations.exceptions import GitLabApiError
 from ps_integrations.hooks.gitlab import GitLabEpic
 from ps_integrations.jobs.timesheets.config import RollupConfig
@@ -39,7 +47,14 @@ def periods_to_certify(config: RollupConfig, issues: Iterable[ApprovalIssue], la
     periods = {last_ended}
     for issue in issues:
         marker = find_certification(issue.description)
-        if marker and issue.state == "opened" and config.labels.levels[0] not in issue.labels:
+        certified = config.labels.levels[0] in issue.labels
+        # a marker edited by hand into no period is skipped, not a crash
+        if (
+            marker
+            and issue.state == "opened"
+            and not certified
+            and not period_key_problem(marker[1], config.period_length)
+        ):
             periods.add(parse_period_key(marker[1]))
     return sorted(periods)
 

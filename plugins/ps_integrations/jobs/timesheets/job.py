@@ -164,7 +164,8 @@ class TimesheetRollup:
             epic = self.gitlab.find_epic(self.config.group, self.config.time_tracking_epic)
             in_epic = self.gitlab.epic_issue_ids(self.config.group, epic.iid) if epic else set()
         issues = read_approval_issues(self.gitlab, self.config.time_tracking_project, labels, in_epic)
-        approvals = [read_approval(issue, labels, people.engineers) for issue in issues]
+        length = self.config.period_length
+        approvals = [read_approval(issue, labels, people.engineers, length) for issue in issues]
         untrusted = [a for a in approvals if not a.trusted]
         for approval in untrusted:
             self.summary.note(f"untrusted approval issue #{approval.issue_iid}: {approval.problem}")
