@@ -236,3 +236,45 @@ def test_a_period_label_that_is_no_period_is_an_untrusted_approval_not_a_crash(w
     assert summary.counts["periods exported"] == 1  # the week with a good label still goes out
     assert "untrusted approval issue #7" in summary.line()
     assert set(world.ledger.locks()) == {WEEK}
+
+
+def test_time_logged_after_the_manager_certified_is_a_finding_of_the_export(world):  # noqa: F811
+    """The manager certifies the table the issue shows; time logged after that (before the Head of PS
+    releases the week) is exported with the rest - finance must be told it was not certified."""
+    from dataclasses import replace as replaced
+
+    for key, issue in list(world.gitlab.issues.items()):
+        if issue.project == TIME_TRACKING:
+            del world.gitlab.issues[key]  # no by-hand approvals: the job's certification issue is the one
+    world.gitlab.timelogs.append(timelog(4, "2026-11-17T09:00:00Z", 2 * 3600))  # W47
+    world.run(certifying())
+    [(key, opened)] = [(k, i) for k, i in world.gitlab.issues.items() if "timesheet::2026-W47" in i.labels]
+    world.gitlab.timelogs.append(timelog(5, "2026-11-18T09:00:00Z", 3600))  # logged after the certification
+    labels = (*opened.labels, "ManagerCertifiedTimesheet", "HeadOfPSApproved")
+    world.gitlab.issues[key] = replaced(opened, labels=labels)
+
+    world.run(certifying())
+
+    hours = rows(world, "approved_hours.csv", "2026-W47")
+    assert sum(float(r["hours"]) for r in hours) == 3.0  # exported as logged ...
+    changed = [f for f in rows(world, "findings.csv", "2026-W47") if f["kind"] == "changed_after_certification"]
+    assert [f["engineer"] for f in changed] == [ENGINEER.username]  # ... and named as not certified
+    assert "3.00 h" in changed[0]["detail"] and f"#{opened.iid}" in changed[0]["detail"]
+
+
+def test_an_export_matching_what_the_manager_certified_has_no_such_finding(world):  # noqa: F811
+    from dataclasses import replace as replaced
+
+    for key, issue in list(world.gitlab.issues.items()):
+        if issue.project == TIME_TRACKING:
+            del world.gitlab.issues[key]
+    world.gitlab.timelogs.append(timelog(4, "2026-11-17T09:00:00Z", 2 * 3600))
+    world.run(certifying())
+    [(key, opened)] = [(k, i) for k, i in world.gitlab.issues.items() if "timesheet::2026-W47" in i.labels]
+    world.gitlab.issues[key] = replaced(
+        opened, labels=(*opened.labels, "ManagerCertifiedTimesheet", "HeadOfPSApproved")
+    )
+
+    world.run(certifying())
+
+    assert "changed_after_certification" not in {f["kind"] for f in rows(world, "findings.csv", "2026-W47")}

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from ps_integrations.domain.timesheet_approvals import ApprovalLabels
+from ps_integrations.domain.timesheet_entries import NOT_PAYABLE, TimelogFinding
 from ps_integrations.domain.timesheets import CENT, Entry, Period, line_hours
 
 CERTIFICATION_MARKER = re.compile(
@@ -61,6 +62,42 @@ class NotCounted:
     day: date
     seconds: int
     problem: str
+
+
+def not_counted_by_engineer(findings: Iterable[TimelogFinding]) -> dict[str, list[NotCounted]]:
+    """The not-payable timelogs of a period per engineer, by day and id (as the issue lists them)."""
+    by_engineer: dict[str, list[NotCounted]] = defaultdict(list)
+    for finding in sorted(findings, key=lambda f: (f.day, f.timelog_id)):
+        if finding.kind in NOT_PAYABLE:
+            by_engineer[finding.engineer].append(
+                NotCounted(finding.timelog_id, finding.day, finding.seconds, finding.problem)
+            )
+    return by_engineer
+
+
+def changed_since_certified(
+    description: str,
+    issue_iid: int,
+    engineer: str,
+    period: str,
+    entries: Iterable[Entry],
+    policy: str,
+    not_counted: Sequence[NotCounted] = (),
+) -> str:
+    """Why an export of a certified engineer-period shows other time than the manager certified
+    ("" when it is the same, or the issue is not the job's certification issue of that pair): the
+    issue's marker carries the digest of the table as it was when the manager certified it."""
+    marker = find_certification(description)
+    if marker is None or marker[:2] != (engineer, period):
+        return ""
+    rows = certification_rows(entries, policy)
+    if certification_digest(rows, not_counted) == marker[2]:
+        return ""
+    total = sum((row.hours for row in rows), Decimal("0.00"))
+    return (
+        f"time logged for {period} changed after the manager certified issue #{issue_iid}: "
+        f"{total} h exported, not the table certified - have the manager confirm before paying"
+    )
 
 
 def certification_digest(rows: Sequence[CertificationRow], not_counted: Sequence[NotCounted] = ()) -> str:

@@ -19,8 +19,9 @@ from ps_integrations.domain.timesheet_certification import (
     certification_digest,
     certification_rows,
     find_certification,
+    not_counted_by_engineer,
 )
-from ps_integrations.domain.timesheet_entries import NOT_PAYABLE, TimelogFinding
+from ps_integrations.domain.timesheet_entries import TimelogFinding
 from ps_integrations.domain.timesheets import (
     Entry,
     Period,
@@ -106,15 +107,11 @@ class Certifier:
         per_engineer: dict[str, list[Entry]] = defaultdict(list)
         for entry in entries:
             per_engineer[entry.engineer].append(entry)
-        excluded: dict[str, list[NotCounted]] = defaultdict(list)
-        for finding in sorted(findings, key=lambda f: (f.day, f.timelog_id)):
-            if finding.kind in NOT_PAYABLE:
-                excluded[finding.engineer].append(
-                    NotCounted(finding.timelog_id, finding.day, finding.seconds, finding.problem)
-                )
+        excluded = not_counted_by_engineer(findings)
         for engineer in sorted(people.roles):
             mine = per_engineer.get(engineer, [])
-            sheet = Timesheet(engineer, period, certification_rows(mine, self.rules.rounding), mine, excluded[engineer])
+            rows = certification_rows(mine, self.rules.rounding)
+            sheet = Timesheet(engineer, period, rows, mine, excluded.get(engineer, []))
             try:
                 if engineer in ours:
                     self._refresh(ours[engineer], sheet)
