@@ -278,3 +278,48 @@ def test_an_export_matching_what_the_manager_certified_has_no_such_finding(world
     world.run(certifying())
 
     assert "changed_after_certification" not in {f["kind"] for f in rows(world, "findings.csv", "2026-W47")}
+
+
+def test_a_monthly_roll_up_exports_an_ended_month_refuses_the_running_one_and_certifies_the_last(world):  # noqa: F811
+    from ps_integrations.exceptions import ConfigurationError
+    from ps_integrations.jobs.timesheets import ExportLedger, TimesheetRollup, load_rules, selected_periods
+    from ps_integrations.stores.sent_mail import SentMailLedger
+    from tests.jobs.test_timesheets import NOW, TODAY, user_issue
+
+    world.gitlab.issues[(TIME_TRACKING, 5)] = user_issue(
+        5, ("timesheet::2026-10", "ManagerCertifiedTimesheet", "HeadOfPSApproved"), ENGINEER
+    )
+    world.gitlab.timelogs[:] = [
+        timelog(1, "2026-10-30T09:00:00Z", 3 * 3600),
+        timelog(2, "2026-10-31T23:30:00Z", 3600),  # Saturday 31st, the month's last day in UTC
+        timelog(3, "2026-11-01T00:30:00Z", 3600),  # November
+    ]
+    config = certifying(period_length="month")
+    assert isinstance(world.ledger, ExportLedger)
+
+    def run(selection=None):
+        job = TimesheetRollup(
+            world.gitlab,
+            world.salesforce,
+            world.ledger,
+            SentMailLedger(world.values, "ps_timesheet_rollup"),
+            world.smtp,
+            world.exports,
+            config,
+            load_rules(),
+            "run-m",
+        )
+        return job.run(TODAY, selection, TODAY, NOW)
+
+    with pytest.raises(ConfigurationError, match="has not ended"):
+        run(selected_periods("2026-11", None, None, "month"))
+    summary = run()
+
+    assert summary.counts["periods exported"] == 1
+    october = rows(world, "approved_hours.csv", "2026-10")
+    assert sum(float(r["logged_minutes"]) for r in october) == 240  # not the 1st of November
+    [util] = rows(world, "utilization.csv", "2026-10")
+    assert util["available_hours"] == "176.00"  # 22 working days in October 2026
+    assert "timesheets/2026-11" not in world.exports.folders
+    # the month that ended last (October) gets the certification issue, not the running November
+    assert not [i for i in world.gitlab.issues.values() if "timesheet::2026-11" in i.labels]
