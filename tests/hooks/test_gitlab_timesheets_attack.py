@@ -4,26 +4,17 @@ the end of the page before, as an unstable tie-break would."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 import pytest
 
 from ps_integrations.hooks.gitlab import GitLabHook
-
-TIME_TRACKING = "professional-services/time-tracking"
-
-
-@pytest.fixture
-def gitlab_env(sandbox, monkeypatch):
-    definition = sandbox.airflow_connections()["gitlab_default"]
-    monkeypatch.setenv("AIRFLOW_CONN_GITLAB_DEFAULT", json.dumps(definition))
-    return sandbox.standin("gitlab")
+from tests.hooks.test_gitlab_hook_operations import TIME_TRACKING, gitlab_env  # noqa: F401 - the fixture
 
 
 @pytest.mark.parametrize("count", [99, 100, 101, 201])
 @pytest.mark.parametrize("overlap", [0, 3])
-def test_tied_timelogs_across_page_boundaries_are_each_counted_once(gitlab_env, count, overlap):
+def test_tied_timelogs_across_page_boundaries_are_each_counted_once(gitlab_env, count, overlap):  # noqa: F811
     backend = gitlab_env.backend
     backend.timelog_page_overlap = overlap
     issue = next(i for i in backend.issues.values() if i.project_id == backend.project(TIME_TRACKING).id)
@@ -44,7 +35,7 @@ def test_tied_timelogs_across_page_boundaries_are_each_counted_once(gitlab_env, 
     assert (figure_count, seconds) == (count, sum(60 + n for n in range(count)))
 
 
-def test_a_non_utc_server_answers_times_with_its_offset_and_date_only_spend_is_its_midnight(gitlab_env):
+def test_a_non_utc_server_answers_times_with_its_offset_and_date_only_spend_is_its_midnight(gitlab_env):  # noqa: F811
     backend = gitlab_env.backend
     backend.server_timezone = "Pacific/Auckland"
     issue = next(i for i in backend.issues.values() if i.project_id == backend.project(TIME_TRACKING).id)
