@@ -214,6 +214,13 @@ class Resolvers:
         self.backend = backend
         self.current = current
 
+    def time(self, moment: datetime | None) -> str | None:
+        """A ``Time`` value: GitLab renders ``value.iso8601`` in the server's ``Time.zone``, so a
+        non-UTC server answers with its offset (``2026-10-10T00:00:00+13:00``)."""
+        if moment is None or self.backend.server_timezone == "UTC":
+            return iso(moment)
+        return moment.astimezone(self.backend.server_zone).isoformat(timespec="seconds")
+
     def user(self, user: User) -> dict[str, Any]:
         return {
             "id": gid("User", user.id),
@@ -288,9 +295,9 @@ class Resolvers:
             "description": issue.description,
             "webUrl": backend.issue_url(issue),
             "state": issue.state,
-            "createdAt": iso(issue.created_at),
-            "updatedAt": iso(issue.updated_at),
-            "closedAt": iso(issue.closed_at),
+            "createdAt": self.time(issue.created_at),
+            "updatedAt": self.time(issue.updated_at),
+            "closedAt": self.time(issue.closed_at),
             "dueDate": f"{issue.due_date}T00:00:00Z" if issue.due_date else None,
             "confidential": issue.confidential,
             "labels": lambda _info, first=None, after=None: connection(label_nodes, first, after),
@@ -373,7 +380,7 @@ class Resolvers:
         issue = self.backend.issues.get(timelog.issue_id)
         return {
             "id": gid("Timelog", timelog.id),
-            "spentAt": iso(timelog.spent_at),
+            "spentAt": self.time(timelog.spent_at),
             "timeSpent": timelog.time_spent,
             "summary": timelog.summary,
             "note": (
@@ -381,7 +388,7 @@ class Resolvers:
                     "id": gid("Note", note.id),
                     "body": note.body,
                     "author": self.user(self.backend.users[note.author_id]),
-                    "createdAt": iso(note.created_at),
+                    "createdAt": self.time(note.created_at),
                     "system": note.system,
                 }
                 if note

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ps_integrations.domain.timesheets import period_key_problem
+
 
 @dataclass(frozen=True)
 class ApprovalLabels:
@@ -39,11 +41,14 @@ class Approval:
     issue_iid: int | None = None
 
 
-def read_approval(issue: ApprovalIssue, labels: ApprovalLabels, engineers: set[str]) -> Approval:
+def read_approval(
+    issue: ApprovalIssue, labels: ApprovalLabels, engineers: set[str], period_length: str | None = None
+) -> Approval:
     """What an approval issue says, and whether it can be trusted.
 
-    Untrusted: no period label (or several), no engineer (or several), an engineer who is not a PS
-    engineer, or approval labels out of order (a higher level without every lower one).
+    Untrusted: no period label (or several), a period label that is no period of ``period_length``
+    (when given), no engineer (or several), an engineer who is not a PS engineer, or approval labels
+    out of order (a higher level without every lower one).
     """
     periods = [label[len(labels.period_prefix) :] for label in issue.labels if label.startswith(labels.period_prefix)]
     present = [level in issue.labels for level in labels.levels]
@@ -51,6 +56,8 @@ def read_approval(issue: ApprovalIssue, labels: ApprovalLabels, engineers: set[s
     problems = []
     if len(periods) != 1:
         problems.append("no period label" if not periods else f"several period labels: {', '.join(periods)}")
+    elif period_length is not None and (wrong := period_key_problem(periods[0], period_length)):
+        problems.append(f"label {labels.period_prefix}{periods[0]}: {wrong}")
     if issue.certified_engineer is not None:
         # the job's certification issue: assigned to the manager, the engineer is in its marker
         if issue.certified_engineer not in engineers:

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from ps_integrations.domain.timesheet_approvals import ApprovalLabels
+from ps_integrations.domain.timesheet_entries import NOT_PAYABLE, TimelogFinding
 from ps_integrations.domain.timesheets import CENT, Entry, Period, line_hours
 
 CERTIFICATION_MARKER = re.compile(
@@ -52,9 +53,60 @@ def certification_rows(entries: Iterable[Entry], policy: str) -> list[Certificat
     ]
 
 
-def certification_digest(rows: Sequence[CertificationRow]) -> str:
-    """A short fingerprint of a table: the issue carries it, so a re-run knows what the issue shows."""
+@dataclass(frozen=True)
+class NotCounted:
+    """A timelog of the engineer's period that is not payable (no issue, future-dated): the manager
+    sees it next to the table, so no logged time disappears without a word."""
+
+    timelog_id: str
+    day: date
+    seconds: int
+    problem: str
+
+
+def not_counted_by_engineer(findings: Iterable[TimelogFinding]) -> dict[str, list[NotCounted]]:
+    """The not-payable timelogs of a period per engineer, by day and id (as the issue lists them)."""
+    by_engineer: dict[str, list[NotCounted]] = defaultdict(list)
+    for finding in sorted(findings, key=lambda f: (f.day, f.timelog_id)):
+        if finding.kind in NOT_PAYABLE:
+            by_engineer[finding.engineer].append(
+                NotCounted(finding.timelog_id, finding.day, finding.seconds, finding.problem)
+            )
+    return by_engineer
+
+
+def changed_since_certified(
+    description: str,
+    issue_iid: int,
+    engineer: str,
+    period: str,
+    entries: Iterable[Entry],
+    policy: str,
+    not_counted: Sequence[NotCounted] = (),
+) -> str:
+    """Why an export of a certified engineer-period shows other time than the manager certified
+    ("" when it is the same, or the issue is not the job's certification issue of that pair): the
+    issue's marker carries the digest of the table as it was when the manager certified it."""
+    marker = find_certification(description)
+    if marker is None or marker[:2] != (engineer, period):
+        return ""
+    rows = certification_rows(entries, policy)
+    if certification_digest(rows, not_counted) == marker[2]:
+        return ""
+    total = sum((row.hours for row in rows), Decimal("0.00"))
+    return (
+        f"time logged for {period} changed after the manager certified issue #{issue_iid}: "
+        f"{total} h exported, not the table certified - have the manager confirm before paying"
+    )
+
+
+def certification_digest(rows: Sequence[CertificationRow], not_counted: Sequence[NotCounted] = ()) -> str:
+    """A short fingerprint of a table (and of the time not counted, when there is some: a table
+    without any keeps the fingerprint it had before that list existed): the issue carries it, so a
+    re-run knows what the issue shows."""
     text = "\n".join(f"{r.engagement}|{r.category}|{r.timelogs}|{r.seconds}|{r.hours}" for r in rows)
+    if not_counted:
+        text += "\nnot counted\n" + "\n".join(f"{n.timelog_id}|{n.day}|{n.seconds}" for n in not_counted)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -82,8 +134,10 @@ def certification_description(
     spreadsheet_markdown: str,
     labels: ApprovalLabels,
     policy: str,
+    not_counted: Sequence[NotCounted] = (),
 ) -> str:
-    """The issue body: what the manager certifies, the hours table, the spreadsheet, how to approve."""
+    """The issue body: what the manager certifies, the hours table, the time not counted, the
+    spreadsheet, how to approve."""
     last_day = period.end - timedelta(days=1)
     total_seconds = sum(row.seconds for row in rows)
     total_hours = sum((row.hours for row in rows), Decimal("0.00"))
@@ -98,6 +152,15 @@ def certification_description(
     ]
     if not rows:
         table = ["No time was logged in this period."]
+    if not_counted:
+        table += [
+            "",
+            f"Not counted ({len(not_counted)} timelog(s), not payable; finance sees them in the export's findings):",
+            *(
+                f"- timelog {n.timelog_id}, {n.day.isoformat()}, {_minutes_text(n.seconds)}: {n.problem}"
+                for n in not_counted
+            ),
+        ]
     return "\n".join(
         [
             f"Timesheet of @{engineer} for **{period.key}** ({period.start.isoformat()} to {last_day.isoformat()}),"
@@ -112,6 +175,6 @@ def certification_description(
             f"PS Finance Partner `{labels.levels[2]}`. Until it is certified, late changes to the period's time "
             "update this table and are noted below.",
             "",
-            certification_marker(engineer, period.key, certification_digest(rows)),
+            certification_marker(engineer, period.key, certification_digest(rows, not_counted)),
         ]
     )

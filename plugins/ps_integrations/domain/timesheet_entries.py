@@ -44,6 +44,7 @@ class TimelogFinding:
     kind: str  # no_issue, future_dated, closed_engagement
     problem: str
     day: date
+    seconds: int = 0  # the time logged (what a not-payable finding leaves out)
 
 
 def local_day_reader(business_timezone: str, server_timezone: str = "UTC") -> Callable[[str], date]:
@@ -146,11 +147,20 @@ def to_entries(
         timelog_id = timelog.id
         engineer = timelog.username
         issue_id = timelog.issue_id
+        seconds = timelog.seconds
         if issue_id is None:
-            findings.append(TimelogFinding(timelog_id, engineer, "no_issue", "timelog without an issue", day))
+            findings.append(
+                TimelogFinding(
+                    timelog_id,
+                    engineer,
+                    "no_issue",
+                    f"timelog without an issue ({seconds / 60:g} min on a merge request or a deleted issue), not paid",
+                    day,
+                    seconds,
+                )
+            )
             continue
         url = timelog.issue_url
-        seconds = timelog.seconds
         if day > today:
             findings.append(
                 TimelogFinding(
@@ -159,6 +169,7 @@ def to_entries(
                     "future_dated",
                     f"future-dated entry ({day.isoformat()}, {seconds / 60:g} min on {url}), not paid before its day",
                     day,
+                    seconds,
                 )
             )
             continue

@@ -147,7 +147,8 @@ FINDINGS_COLUMNS = (
     Column("period", "Timesheet period"),
     Column(
         "kind",
-        "under_minimum, closed_engagement, unknown_engagement, future_dated, no_issue, untrusted_approval, no_rate",
+        "under_minimum, closed_engagement, unknown_engagement, future_dated, no_issue, untrusted_approval, no_rate, "
+        "changed_after_certification",
     ),
     Column("detail", "What was found"),
 )

@@ -68,6 +68,21 @@ def parse_period_key(key: str) -> Period:
     return period_of(date(int(year), int(month), 1), "month")
 
 
+def period_key_problem(key: str, length: str) -> str:
+    """Why ``key`` is not a period of a roll-up whose periods are ``length`` long ("" when it is one):
+    not a period at all, not written as the roll-up writes it, or a week in a monthly roll-up."""
+    try:
+        period = parse_period_key(key)
+    except ValueError:
+        return f"period {key!r} is not like 2026-W44 or 2026-11"
+    if period.key != key:
+        return f"period {key!r} is written {period.key!r}"
+    kind = "week" if "-W" in key else "month"
+    if kind != length:
+        return f"period {key} is a {kind}, the roll-up's period_length is {length}"
+    return ""
+
+
 def periods_between(first: date, last: date, length: str) -> list[Period]:
     """Every period of ``length`` overlapping first..last (inclusive)."""
     periods, day = [], first

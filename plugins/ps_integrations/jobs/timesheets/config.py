@@ -20,6 +20,7 @@ from ps_integrations.domain.timesheets import (
     RollupRules,
     default_category_labels,
     parse_period_key,
+    period_key_problem,
     periods_between,
 )
 from ps_integrations.exceptions import ConfigurationError
@@ -138,10 +139,10 @@ def selected_periods(
 ) -> list[Period] | None:
     """The periods a manual run asked for (``period`` or ``period_start``..``period_end``), else None."""
     if period:
-        try:
-            return [parse_period_key(period)]
-        except ValueError as error:
-            raise ConfigurationError(f"param period {period!r} is not like 2026-W44 or 2026-11") from error
+        wrong = period_key_problem(period.strip(), length)
+        if wrong:
+            raise ConfigurationError(f"param period: {wrong}")
+        return [parse_period_key(period.strip())]
     if period_start or period_end:
         if not (period_start and period_end):
             raise ConfigurationError("params period_start and period_end go together")

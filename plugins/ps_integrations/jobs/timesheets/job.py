@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from ps_integrations.domain.timesheet_approvals import Approval, ApprovalIssue, approved_periods, read_approval
-from ps_integrations.domain.timesheet_entries import NOT_PAYABLE
+from ps_integrations.domain.timesheet_certification import changed_since_certified, not_counted_by_engineer
+from ps_integrations.domain.timesheet_entries import NOT_PAYABLE, TimelogFinding
 from ps_integrations.domain.timesheet_export import (
     EngagementInfo,
     approved_hours_sums,
@@ -153,7 +154,7 @@ class TimesheetRollup:
             self.report_interrupted_mails()
             certifier = Certifier(self.gitlab, self.config, self.rules, self.summary, capabilities.issue_epic)
             for period in plan.certify:
-                certifier.certify(period, time.entries[period.key], people, approvals.issues)
+                certifier.certify(period, time.entries[period.key], people, approvals.issues, time.findings[period.key])
         return self.summary
 
     # --- the steps ------------------------------------------------------------------------------------
@@ -164,7 +165,8 @@ class TimesheetRollup:
             epic = self.gitlab.find_epic(self.config.group, self.config.time_tracking_epic)
             in_epic = self.gitlab.epic_issue_ids(self.config.group, epic.iid) if epic else set()
         issues = read_approval_issues(self.gitlab, self.config.time_tracking_project, labels, in_epic)
-        approvals = [read_approval(issue, labels, people.engineers) for issue in issues]
+        length = self.config.period_length
+        approvals = [read_approval(issue, labels, people.engineers, length) for issue in issues]
         untrusted = [a for a in approvals if not a.trusted]
         for approval in untrusted:
             self.summary.note(f"untrusted approval issue #{approval.issue_iid}: {approval.problem}")
@@ -297,7 +299,7 @@ class TimesheetRollup:
                 locked,
                 fresh,
                 time.entries[period.key],
-                time.findings[period.key],
+                [*time.findings[period.key], *self.uncertified_changes(period, fresh, approvals, time)],
                 approvals.untrusted,
                 approvals.released,
                 people.roles,
@@ -306,6 +308,32 @@ class TimesheetRollup:
             if exported is not None:
                 landed.append(exported)
         return landed
+
+    def uncertified_changes(
+        self, period: Period, fresh: frozenset[str], approvals: Approvals, time: TimeRead
+    ) -> list[TimelogFinding]:
+        """Findings for fresh engineers released through the job's certification issue whose time
+        changed after the manager certified it: exported as logged, named as not certified."""
+        issues = {issue.iid: issue for issue in approvals.issues}
+        not_counted = not_counted_by_engineer(time.findings[period.key])
+        found = []
+        for engineer in sorted(fresh):
+            issue = issues.get(approvals.released[(engineer, period.key)].issue_iid or 0)
+            if issue is None or issue.certified_engineer != engineer:
+                continue
+            mine = [entry for entry in time.entries[period.key] if entry.engineer == engineer]
+            detail = changed_since_certified(
+                issue.description,
+                issue.iid,
+                engineer,
+                period.key,
+                mine,
+                self.rules.rounding,
+                not_counted.get(engineer, []),
+            )
+            if detail:
+                found.append(TimelogFinding("", engineer, "changed_after_certification", detail, period.start))
+        return found
 
     def engagements(self) -> dict[str, EngagementInfo]:
         """The engagements project's issues with their opportunities' budgets. A failed Salesforce
