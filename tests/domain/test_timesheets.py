@@ -308,3 +308,11 @@ def test_a_date_only_entry_keeps_the_servers_day_also_on_half_hour_servers_and_o
                     moment = midnight + later
                     expected = moment.astimezone(ZoneInfo(business)).date()
                     assert read(moment.strftime("%Y-%m-%dT%H:%M:%SZ")) == expected, (server, business, moment)
+
+
+def test_percent_complete_of_a_tiny_negative_correction_is_zero_not_minus_zero():
+    from ps_integrations.domain.timesheets import progress
+
+    assert format(progress("e", Decimal(400), Decimal("-0.01")).percent_complete, "f") == "0.0"
+    assert format(progress("e", Decimal(400), Decimal("-2.00")).percent_complete, "f") == "-0.5"
+    assert format(progress("e", Decimal(400), Decimal(500)).percent_complete, "f") == "100.0"

@@ -369,9 +369,8 @@ def progress(engagement: str, budgeted_hours: Decimal | None, approved_hours: De
     if not budgeted_hours:
         return Progress(engagement, budgeted_hours, approved_hours, None, False)
     raw = approved_hours / budgeted_hours * 100
-    return Progress(
-        engagement, budgeted_hours, approved_hours, min(raw, Decimal(100)).quantize(Decimal("0.1")), raw > 100
-    )
+    percent = min(raw, Decimal(100)).quantize(Decimal("0.1")) + 0  # + 0: a tiny correction is 0.0, not -0.0
+    return Progress(engagement, budgeted_hours, approved_hours, percent, raw > 100)
 
 
 # --- locking and adjustments ---------------------------------------------------------------------------
