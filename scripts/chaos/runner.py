@@ -245,7 +245,7 @@ class Harness:
             if fault.kind == "session_expired":
                 standin.sessions.expire_all()
             kind = "slow_response" if fault.kind == "latency_spike" else fault.kind
-            status = fault.status if fault.kind == "server_error" else None
+            status = fault.status if fault.kind in ("server_error", "answer_lost") else None
             standin.faults.script(fault.endpoint, kind, fault.count, status, fault.delay_ms, fault.after)
         kill = attempt.kill
         if kill is not None and kill.mode == "held":

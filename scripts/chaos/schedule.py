@@ -10,6 +10,8 @@ Fault kinds (the names the report counts):
 - ``session_expired``: Salesforce/Zuora sessions are dropped and the next call of an endpoint
   answers as for an expired session (the client logs in again);
 - ``smtp_delay``: the SMTP sink keeps each message, then waits 0.2-1 s before its 250;
+- ``answer_lost``: one call of a write endpoint takes effect, then answers 500/502/503/504 (a proxy
+  giving up on an upstream that wrote): a client that re-sends it writes twice;
 - ``kill``: SIGKILL of the process running the tasks, either ``held`` - while a write endpoint holds
   its answer (the remote write is done, the client has not learned it: the crash between a remote
   write and its local record) - or ``timed`` - at a moment drawn from the reference run's duration.
@@ -21,7 +23,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-FAULT_KINDS = ("rate_limited", "server_error", "latency_spike", "session_expired", "smtp_delay")
+FAULT_KINDS = ("rate_limited", "server_error", "latency_spike", "session_expired", "smtp_delay", "answer_lost")
 # Endpoints whose call changes the remote system: a held answer on one of these is a write done but
 # not yet known to the client.
 WRITE_OPERATIONS: Mapping[str, frozenset[str]] = {
@@ -148,7 +150,11 @@ def _draw_fault(rng: random.Random, profile: StepProfile) -> Fault | None:
     kind = rng.choice(kinds)
     if kind == "smtp_delay":
         return Fault(kind, delay_ms=rng.randrange(200, 1000, 100))
-    candidates = _endpoints(profile, SESSION_SYSTEMS if kind == "session_expired" else None)
+    candidates = (
+        _writes(profile)
+        if kind == "answer_lost"
+        else _endpoints(profile, SESSION_SYSTEMS if kind == "session_expired" else None)
+    )
     system, endpoint, count = rng.choice(candidates)
     after = rng.randrange(count)
     if kind == "rate_limited":
@@ -157,6 +163,8 @@ def _draw_fault(rng: random.Random, profile: StepProfile) -> Fault | None:
         return Fault(kind, system, endpoint, count=rng.randint(1, 2), after=after, status=rng.choice((500, 502, 503)))
     if kind == "latency_spike":
         return Fault(kind, system, endpoint, after=after, delay_ms=rng.randrange(300, 1500, 100))
+    if kind == "answer_lost":
+        return Fault(kind, system, endpoint, after=after, status=rng.choice((500, 502, 503, 504)))
     return Fault(kind, system, endpoint, after=after)
 
 
@@ -165,15 +173,21 @@ def _possible(kind: str, profile: StepProfile) -> bool:
         return profile.mails > 0
     if kind == "session_expired":
         return bool(_endpoints(profile, SESSION_SYSTEMS))
+    if kind == "answer_lost":
+        return bool(_writes(profile))
     return bool(_endpoints(profile))
 
 
-def _draw_kill(rng: random.Random, profile: StepProfile) -> Kill:
-    writes = [
+def _writes(profile: StepProfile) -> list[tuple[str, str, int]]:
+    return [
         (system, endpoint, count)
         for system, endpoint, count in _endpoints(profile)
         if endpoint in WRITE_OPERATIONS.get(system, frozenset())
     ]
+
+
+def _draw_kill(rng: random.Random, profile: StepProfile) -> Kill:
+    writes = _writes(profile)
     if (writes or profile.mails) and rng.random() < 0.7:
         targets = writes + ([("smtp", "data", profile.mails)] if profile.mails else [])
         system, endpoint, count = rng.choice(targets)

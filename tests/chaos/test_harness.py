@@ -64,13 +64,22 @@ def test_faults_hit_only_endpoints_the_reference_called_and_kills_hold_writes():
                         assert fault.after < PROFILE.calls[fault.system][fault.endpoint]
                     if fault.kind == "session_expired":
                         assert fault.system in ("salesforce", "zuora")
+                    if fault.kind == "answer_lost":  # only writes: a lost answer to a read is a server_error
+                        assert fault.endpoint in WRITE_OPERATIONS[fault.system] and fault.status in (500, 502, 503, 504)
                 if attempt.kill is not None:
                     kills[attempt.kill.mode] += 1
                     if attempt.kill.mode == "held" and attempt.kill.system != "smtp":
                         assert attempt.kill.endpoint in WRITE_OPERATIONS[attempt.kill.system]
                     if attempt.kill.mode == "timed":
                         assert 0 < attempt.kill.at_seconds < PROFILE.seconds
-    assert set(kinds) == {"rate_limited", "server_error", "latency_spike", "session_expired", "smtp_delay"}
+    assert set(kinds) == {
+        "rate_limited",
+        "server_error",
+        "latency_spike",
+        "session_expired",
+        "smtp_delay",
+        "answer_lost",
+    }
     assert kills["held"] > kills["timed"] > 0
 
 
