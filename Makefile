@@ -49,7 +49,7 @@ typecheck: venv
 # calendar guard: the date-sensitive tests (marker `calendar`) once more with every clock moved by
 # CALENDAR_OFFSET (Debian's faketime), so a test or product path reading the machine's date fails here.
 test: prerequisites lint typecheck
-	scripts/with_postgres.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+	scripts/with_postgres.sh $(BIN)/python -m pytest -m "not chaos_sequence" $(PYTEST_ARGS)
 	@echo "calendar guard: date-sensitive tests with every clock moved $(CALENDAR_OFFSET)"
 	faketime -f '$(CALENDAR_OFFSET)' $(BIN)/python -m pytest -q -m calendar $(CALENDAR_PYTEST_ARGS)
 
@@ -77,9 +77,11 @@ chaos: venv
 		$(if $(SEED),--seed $(SEED),) $(if $(DAG),--dag $(DAG),) $(if $(ONLY),--only $(ONLY),) \
 		$(if $(RUN_BOUND),--run-bound $(RUN_BOUND),)
 
-# The short form for CI: one sequence per DAG (under 5 minutes), a new seed per commit: its date (printed).
+# The short form for CI: the harness's own real-sequence test (a broken build caught, a hang named), then
+# one sequence per DAG (under 5 minutes), a new seed per commit: its date (printed).
 CHAOS_CI_PER_DAG ?= 1
 chaos-ci: venv
+	$(BIN)/python -m pytest -q -m chaos_sequence tests/chaos
 	$(BIN)/python -m scripts.chaos --ci --per-dag $(CHAOS_CI_PER_DAG) $(if $(SEED),--seed $(SEED),) $(if $(DAG),--dag $(DAG),) \
 		$(if $(RUN_BOUND),--run-bound $(RUN_BOUND),)
 

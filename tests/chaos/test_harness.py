@@ -162,6 +162,7 @@ def test_a_send_interrupted_and_named_in_the_summary_is_held_for_the_operator_no
 
 
 @pytest.mark.airflow
+@pytest.mark.chaos_sequence
 @pytest.mark.timeout(1500)  # the harness starts Airflow once, then ~10 DAG runs
 def test_a_build_that_skips_the_marker_lookup_is_caught_with_the_duplicate_it_makes(tmp_path):
     """One real sequence (SIGKILL while GitLab holds its answer to a created issue), on this build and
