@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -108,6 +109,15 @@ def _without_moments(value: Any) -> Any:
     return value
 
 
+# GitLab names an upload /uploads/<32 random hex>/<file>: the same file uploaded again (a retry after a
+# failed issue create) has another link, so links compare without the secret.
+UPLOAD_SECRET = re.compile(r"/uploads/[0-9a-f]{32}/")
+
+
+def _without_upload_secrets(text: str) -> str:
+    return UPLOAD_SECRET.sub("/uploads/<secret>/", text or "")
+
+
 def _gitlab(sandbox: SandboxServer) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, list[str]], dict[str, str]]:
     gitlab: Any = sandbox.standin("gitlab")
     backend = gitlab.backend
@@ -118,11 +128,12 @@ def _gitlab(sandbox: SandboxServer) -> tuple[dict[str, list[tuple[Any, ...]]], d
         notes_by_issue: dict[int, list[str]] = {}
         for note in sorted(backend.notes.values(), key=lambda note: note.id):
             if not note.system:
-                notes_by_issue.setdefault(note.issue_id, []).append(note.body)
+                notes_by_issue.setdefault(note.issue_id, []).append(_without_upload_secrets(note.body))
         for issue in sorted(backend.issues.values(), key=lambda issue: issue.id):
             marker = find_marker(issue.description)
             key = f"opportunity {marker}" if marker else f"{backend.projects[issue.project_id].path}: {issue.title}"
-            content = (issue.title, tuple(sorted(issue.labels)), issue.state, issue.description, issue.due_date)
+            description = _without_upload_secrets(issue.description)
+            content = (issue.title, tuple(sorted(issue.labels)), issue.state, description, issue.due_date)
             issues.setdefault(key, []).append(content)
             notes.setdefault(key, []).extend(notes_by_issue.get(issue.id, []))
             url_to_key[backend.issue_url(issue)] = key

@@ -284,3 +284,13 @@ def test_a_hung_sequence_is_reported_with_seed_schedule_stack_and_replay(capsys)
     assert "step 1 attempt 1: server_error@gitlab.project_upload(status=502)" in printed
     assert "step 1 attempt 2: rate_limited@gitlab.project_upload(status=429)" in printed
     assert "replay: make chaos SEED=1764610000 DAG=ps_timesheet_rollup ONLY=3" in printed
+
+
+def test_upload_links_compare_without_their_random_secret():
+    """Real GitLab names an upload /uploads/<32 random hex>/<file>: a file uploaded again (after a
+    failed issue create) gets another link, which is not a different issue."""
+    from scripts.chaos.invariants import _without_upload_secrets
+
+    first = "Spreadsheet: [t.xlsx](/uploads/0123456789abcdef0123456789abcdef/t.xlsx)"
+    again = "Spreadsheet: [t.xlsx](/uploads/fedcba9876543210fedcba9876543210/t.xlsx)"
+    assert _without_upload_secrets(first) == _without_upload_secrets(again) != _without_upload_secrets("[t.xlsx]")

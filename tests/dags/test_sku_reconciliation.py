@@ -670,3 +670,26 @@ def test_a_sigkill_between_the_smtp_send_and_its_record_never_mails_finance_twic
     assert "mails interrupted 1" in summary
     assert f"finance mail of {AS_OF} INTERRUPTED" in summary and "check the mailbox of finance@example.com" in summary
     assert len(finance_issues(recon)) == 1
+
+
+def test_a_finance_issue_whose_creation_answer_was_lost_gets_no_second_issue_nor_mail(dag, recon, monkeypatch):
+    """Chaos finding: GitLab created the finance issue but a proxy answered 504. The run mails finance
+    (without the issue) and fails naming the issue; the retry finds the issue by its marker - no second
+    issue, and no second mail of the same reconciliation for the link it now knows."""
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_PS_SKU_RECONCILIATION_CONFIG", json.dumps({"finance_recipients": "finance@example.com"})
+    )
+    admin(
+        recon,
+        "POST",
+        "/gitlab/faults/script",
+        json={"endpoint": "create_issue", "kind": "answer_lost", "count": 1, "status": 504},
+    )
+
+    first = run(dag)
+    again = run(dag)
+
+    assert (first.state, again.state) == ("failed", "success")
+    assert len(finance_issues(recon)) == 1
+    reconciliation_mails = [mail for mail in recon.smtp.store.all() if "need action" in mail["subject"]]
+    assert len(reconciliation_mails) == 1  # (the failed run's alert is another mail)

@@ -31,15 +31,16 @@ log = logging.getLogger(__name__)
 MAIL_LIST_LIMIT = 200
 
 
-def mail_version(outcome: Outcome, files: Sequence[ExportFile], issue_url: str | None) -> str:
-    """What makes two finance mails of one ``as_of`` the same mail (a re-run sends none)."""
+def mail_version(outcome: Outcome, files: Sequence[ExportFile]) -> str:
+    """What makes two finance mails of one ``as_of`` the same mail (a re-run sends none). Not the
+    finance issue's URL: a run whose issue step failed (GitLab down, or a lost answer) mails without
+    it, and the retry that finds the issue must not mail finance the same reconciliation again."""
     content = json.dumps(
         {
             "counts": outcome.counts,
             "files": [f.sha256 for f in files],
             "new": outcome.new,
             "resolved": outcome.resolved,
-            "issue": issue_url,
             "browse": outcome.browse_url,
         },
         sort_keys=True,
@@ -184,7 +185,7 @@ class FinanceMail:
         as_of = outcome.as_of.isoformat()
         state = self.ledger.send_once(
             f"mail:{as_of}",
-            mail_version(outcome, files, issue_url),
+            mail_version(outcome, files),
             lambda: self.send(finance_mail(outcome, files, issue_url, self.recipients)),
         )
         self._tell(state, f"finance mail of {as_of}")
