@@ -143,7 +143,13 @@ class AirflowApi:
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         # generous: on a loaded machine the standalone API server can stall for half a minute
-        response = self.session.request(method, f"{self.base_url}/api/v2{path}", timeout=120, **kwargs)
+        for attempt in range(1, 6):
+            response = self.session.request(method, f"{self.base_url}/api/v2{path}", timeout=120, **kwargs)
+            # the demo's Airflow runs on SQLite: while the scheduler holds the write lock the API answers
+            # 500 ("database is locked"); reads and un-pausing are safe to ask again
+            if response.status_code < 500 or method.upper() not in ("GET", "PATCH") or attempt == 5:
+                break
+            time.sleep(2 * attempt)
         response.raise_for_status()
         return response.json() if response.content else None
 
