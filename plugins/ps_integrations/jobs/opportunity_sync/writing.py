@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 from ps_integrations.domain.opportunity_plan import Action, SyncState
 from ps_integrations.domain.opportunity_sync import (
@@ -31,6 +32,7 @@ from ps_integrations.run_summary import RunSummary
 from ps_integrations.stores.opportunity_sync import PendingNote
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # GitLab's own errors and a proxy's "upstream failed": the write may or may not have been made, and
 # is checked for before it is made again. A 504 or a timeout is left to the next run: the request
@@ -142,47 +144,46 @@ class IssueWriter:
         return WrittenIssue(iid, current.web_url)
 
     def _post_note(self, iid: int, note: PlannedNote) -> None:
-        """The note, posted once: after a 500/502/503 it is posted again only when the issue does not
-        show its change id (see ``_create``)."""
-        for attempt in range(1, CREATE_ATTEMPTS + 1):
-            try:
-                self.gitlab.create_note(self.project, iid, note.body)
-                return
-            except GitLabApiError as error:
-                if error.status not in NOT_WRITTEN_MAYBE or attempt == CREATE_ATTEMPTS:
-                    raise
-                self.pause(float(attempt))
-                if self.note_posted(iid, note.pending.change_id):
-                    return
+        """The note, posted once (see ``_write_once``): the issue is checked for its change id."""
+        self._write_once(
+            lambda: self.gitlab.create_note(self.project, iid, note.body),
+            lambda: True if self.note_posted(iid, note.pending.change_id) else None,
+        )
 
     def _create(self, action: Action) -> WrittenIssue:
-        """The issue, created once. The hook never re-sends a POST (a proxy's 5xx can follow a write
-        GitLab made); after a 500/502/503 the newest issues are checked for the opportunity's marker
-        and the create is made again only when it is not there. A timeout or a 504 - the request may
-        still be running - stays "creating" for the next run's marker index."""
+        """The issue, created once (see ``_write_once``): the newest issues are checked for the marker."""
         content = action.content
         assert content is not None
+
+        def create() -> WrittenIssue:
+            issue = self.gitlab.create_issue(
+                self.project,
+                content.title,
+                compose_description(None, content, action.opportunity.id),
+                labels=tuple(content.labels),
+                assignee_ids=() if self.coordinator_id is None else (self.coordinator_id,),
+                due_date=content.due_date or None,
+            )
+            return WrittenIssue(issue.iid, issue.web_url)
+
+        return self._write_once(create, lambda: self._newest_with_marker(action.opportunity.id))
+
+    def _write_once(self, write: Callable[[], T], written: Callable[[], T | None]) -> T:
+        """One GitLab write, made once. The hook never re-sends a POST (a proxy's 5xx can follow a write
+        GitLab made); after a 500/502/503 ``written`` looks for it and it is made again only when it is
+        not there. A timeout or a 504 - the request may still be running - is raised: the pending record
+        leads the next run to it."""
         for attempt in range(1, CREATE_ATTEMPTS + 1):
             try:
-                issue = self.gitlab.create_issue(
-                    self.project,
-                    content.title,
-                    compose_description(None, content, action.opportunity.id),
-                    labels=tuple(content.labels),
-                    assignee_ids=() if self.coordinator_id is None else (self.coordinator_id,),
-                    due_date=content.due_date or None,
-                )
-                return WrittenIssue(issue.iid, issue.web_url)
+                return write()
             except GitLabApiError as error:
                 if error.status not in NOT_WRITTEN_MAYBE or attempt == CREATE_ATTEMPTS:
                     raise
-                log.warning(
-                    "GitLab %s creating the issue of %s: checking it was not made", error.status, action.opportunity.id
-                )
+                log.warning("GitLab %s on %s: checking it was not made", error.status, error.endpoint)
                 self.pause(float(attempt))
-                made = self._newest_with_marker(action.opportunity.id)
-                if made is not None:
-                    return made
+                found = written()
+                if found is not None:
+                    return found
         raise AssertionError("unreachable")
 
     def _newest_with_marker(self, opportunity_id: str) -> WrittenIssue | None:
